@@ -1,0 +1,269 @@
+"""Heads: how a network's raw outputs become a predictive distribution.
+
+A head owns the parameterisation (which output is the mean, how a raw number becomes a positive scale),
+the scoring rules that can train it, and the distribution's mean, variance, CDF and quantiles. Losses
+themselves live in :mod:`deepens.losses`; combining members lives in :mod:`deepens.mixture`.
+
+Shapes, with ``T`` regression targets and ``K`` classes:
+
+- ``Gaussian`` / ``Laplace``: outputs ``(..., 2T)``, the first ``T`` are means, the last ``T`` raw scales
+  ``rho``; the scale is ``softplus(rho) + min_scale``: a standard deviation for the Gaussian, ``b`` for
+  the Laplace (whose variance is ``2 b^2``). Targets ``y``: ``(..., T)``.
+- ``Point``: outputs ``(..., T)``, a mean only (MSE or L1 baseline); its own variance is zero, so an
+  ensemble's variance is the members' spread.
+- ``Categorical``: outputs ``(..., K)`` logits; targets ``(...)`` integer labels.
+
+Per-example losses and KL divergences sum over targets and return ``(...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, ClassVar, Union
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.scipy.special import ndtr, ndtri
+
+from deepens import losses
+
+LossFn = Callable[[Array, Array], Array]
+
+
+def positive_scale(rho: Array, min_scale: float) -> Array:
+    """``softplus(rho) + min_scale``: a positive scale from an unconstrained output."""
+    return jax.nn.softplus(rho) + min_scale
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """Base class. Subclasses are small frozen dataclasses, hashable so compiled programs can be reused."""
+
+    name: ClassVar[str] = ""
+    is_classifier: ClassVar[bool] = False
+    loss_names: ClassVar[tuple[str, ...]] = ()
+
+    def num_outputs(self, size: int) -> int:
+        """Network outputs needed for ``size`` targets (regression) or classes (classification)."""
+        raise NotImplementedError
+
+    def loss(self, name: str) -> LossFn:
+        """The per-example loss ``(outputs, y) -> (...)`` called ``name`` (one of ``loss_names``)."""
+        raise NotImplementedError
+
+    def nll(self, outputs: Array, y: Array) -> Array:
+        """Negative log-likelihood per example, ``(...)``."""
+        raise NotImplementedError
+
+    def mean(self, outputs: Array) -> Array:
+        raise NotImplementedError
+
+    def variance(self, outputs: Array) -> Array:
+        raise NotImplementedError
+
+    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
+        """KL(p || q) between the distributions of two output arrays, per example ``(...)``."""
+        raise NotImplementedError
+
+    @property
+    def default_loss(self) -> str:
+        return self.loss_names[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _LocationScale(Head):
+    """A location-scale regression head: outputs ``(..., 2T)`` are ``[loc, rho]``."""
+
+    min_scale: float = 1e-6
+    loss_names: ClassVar[tuple[str, ...]] = ("nll",)
+
+    def num_outputs(self, size: int) -> int:
+        return 2 * size
+
+    def split(self, outputs: Array) -> tuple[Array, Array]:
+        """``(loc, scale)``, each ``(..., T)``, from outputs ``(..., 2T)``."""
+        width = outputs.shape[-1]
+        if width % 2:
+            raise ValueError(f"{self.name} head needs an even number of outputs (loc, rho), got {width}")
+        loc, rho = jnp.split(outputs, 2, axis=-1)
+        return loc, positive_scale(rho, self.min_scale)
+
+    def loss(self, name: str) -> LossFn:
+        if name != "nll":
+            raise ValueError(f"{self.name} head is trained with loss 'nll', got {name!r}")
+        return self.nll
+
+    def mean(self, outputs: Array) -> Array:
+        return self.split(outputs)[0]
+
+    def std(self, outputs: Array) -> Array:
+        return jnp.sqrt(self.variance(outputs))
+
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        """Elementwise log-density ``(..., T)``."""
+        raise NotImplementedError
+
+    def nll(self, outputs: Array, y: Array) -> Array:
+        return -jnp.sum(self.log_prob(outputs, y), axis=-1)
+
+    def cdf(self, outputs: Array, y: Array) -> Array:
+        """Elementwise CDF at ``y``, ``(..., T)``."""
+        raise NotImplementedError
+
+    def quantile(self, outputs: Array, p: Array | float) -> Array:
+        """Elementwise quantile at probability ``p`` in (0, 1), ``(..., T)``."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian(_LocationScale):
+    """Gaussian head: ``scale`` is the standard deviation sigma; variance sigma^2."""
+
+    name: ClassVar[str] = "gaussian"
+
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        loc, scale = self.split(outputs)
+        return -losses.gaussian_nll(loc, scale, y)
+
+    def variance(self, outputs: Array) -> Array:
+        return jnp.square(self.split(outputs)[1])
+
+    def cdf(self, outputs: Array, y: Array) -> Array:
+        loc, scale = self.split(outputs)
+        return ndtr((y - loc) / scale)
+
+    def quantile(self, outputs: Array, p: Array | float) -> Array:
+        loc, scale = self.split(outputs)
+        return loc + scale * ndtri(jnp.asarray(p, loc.dtype))
+
+    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
+        loc_p, s_p = self.split(outputs_p)
+        loc_q, s_q = self.split(outputs_q)
+        ratio = jnp.square(s_p / s_q)
+        kl = 0.5 * (ratio + jnp.square((loc_p - loc_q) / s_q) - 1.0 - jnp.log(ratio))
+        return jnp.sum(kl, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Laplace(_LocationScale):
+    """Laplace head: ``scale`` is b; variance 2 b^2."""
+
+    name: ClassVar[str] = "laplace"
+
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        loc, scale = self.split(outputs)
+        return -losses.laplace_nll(loc, scale, y)
+
+    def variance(self, outputs: Array) -> Array:
+        return 2.0 * jnp.square(self.split(outputs)[1])
+
+    def cdf(self, outputs: Array, y: Array) -> Array:
+        loc, scale = self.split(outputs)
+        z = (y - loc) / scale
+        # Each branch of the where only exponentiates a non-positive number, so neither overflows.
+        return jnp.where(z < 0, 0.5 * jnp.exp(jnp.minimum(z, 0.0)), 1.0 - 0.5 * jnp.exp(-jnp.maximum(z, 0.0)))
+
+    def quantile(self, outputs: Array, p: Array | float) -> Array:
+        loc, scale = self.split(outputs)
+        centred = jnp.asarray(p, loc.dtype) - 0.5
+        return loc - scale * jnp.sign(centred) * jnp.log1p(-2.0 * jnp.abs(centred))
+
+    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
+        loc_p, b_p = self.split(outputs_p)
+        loc_q, b_q = self.split(outputs_q)
+        distance = jnp.abs(loc_p - loc_q)
+        kl = jnp.log(b_q / b_p) + distance / b_q + (b_p / b_q) * jnp.exp(-distance / b_p) - 1.0
+        return jnp.sum(kl, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point(Head):
+    """A mean-only regression head trained on MSE or L1: the non-probabilistic baseline.
+
+    A single member has zero variance; an ensemble's variance is the spread of its members' means.
+    For VAT its KL is that of unit-variance Gaussians, ``0.5 (mu_p - mu_q)^2``.
+    """
+
+    name: ClassVar[str] = "point"
+    loss_names: ClassVar[tuple[str, ...]] = ("mse", "l1")
+
+    def num_outputs(self, size: int) -> int:
+        return size
+
+    def loss(self, name: str) -> LossFn:
+        if name == "mse":
+            return lambda outputs, y: jnp.sum(losses.squared_error(outputs, y), axis=-1)
+        if name == "l1":
+            return lambda outputs, y: jnp.sum(losses.absolute_error(outputs, y), axis=-1)
+        raise ValueError(f"point head is trained with loss 'mse' or 'l1', got {name!r}")
+
+    def nll(self, outputs: Array, y: Array) -> Array:
+        return jnp.where(jnp.all(outputs == y, axis=-1), -jnp.inf, jnp.inf)
+
+    def mean(self, outputs: Array) -> Array:
+        return outputs
+
+    def variance(self, outputs: Array) -> Array:
+        return jnp.zeros_like(outputs)
+
+    def cdf(self, outputs: Array, y: Array) -> Array:
+        return (y >= outputs).astype(outputs.dtype)
+
+    def quantile(self, outputs: Array, p: Array | float) -> Array:
+        return outputs
+
+    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
+        return 0.5 * jnp.sum(jnp.square(outputs_p - outputs_q), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical(Head):
+    """Softmax classification head: outputs are logits ``(..., K)``."""
+
+    name: ClassVar[str] = "categorical"
+    is_classifier: ClassVar[bool] = True
+    loss_names: ClassVar[tuple[str, ...]] = ("nll", "brier")
+
+    def num_outputs(self, size: int) -> int:
+        return size
+
+    def loss(self, name: str) -> LossFn:
+        if name == "nll":
+            return losses.categorical_nll
+        if name == "brier":
+            return losses.brier_score
+        raise ValueError(f"categorical head is trained with loss 'nll' or 'brier', got {name!r}")
+
+    def nll(self, outputs: Array, y: Array) -> Array:
+        return losses.categorical_nll(outputs, y)
+
+    def probs(self, outputs: Array) -> Array:
+        return jax.nn.softmax(outputs, axis=-1)
+
+    def mean(self, outputs: Array) -> Array:
+        return self.probs(outputs)
+
+    def variance(self, outputs: Array) -> Array:
+        p = self.probs(outputs)
+        return p * (1.0 - p)
+
+    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
+        log_p = jax.nn.log_softmax(outputs_p, axis=-1)
+        log_q = jax.nn.log_softmax(outputs_q, axis=-1)
+        return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+RegressionHead = Union[Gaussian, Laplace, Point]
+HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (Gaussian, Laplace, Point, Categorical)}
+
+
+def get_head(head: str | Head) -> Head:
+    """A head instance from a name (``gaussian``, ``laplace``, ``point``, ``categorical``) or itself."""
+    if isinstance(head, Head):
+        return head
+    try:
+        return HEADS[head]()
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}") from None
+

@@ -1,0 +1,116 @@
+"""Proper scoring rules (and two non-probabilistic baselines) as per-example functions.
+
+Every function returns one value per example and leaves the reduction to the caller, as optax does:
+the training objective is the (weighted) mean. Distribution parameters are given explicitly (a mean and a
+*standard deviation* for the Gaussian, a location and a scale ``b`` for the Laplace), so a reader never
+has to guess whether a number is a variance or a standard deviation.
+
+Shapes: the regression rules act elementwise and return the broadcast shape of their arguments (the
+caller sums over target dimensions); the classification rules take logits ``(..., K)`` and integer labels
+``(...)`` and return ``(...)``. Mismatched shapes raise ``ValueError``; shapes are static under ``jit``,
+so the check costs nothing at run time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def _same_shape(name: str, **arrays: Array) -> None:
+    shapes = {key: jnp.shape(value) for key, value in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"{key} {shape}" for key, shape in shapes.items())
+        raise ValueError(f"{name}: arguments must have the same shape, got {described}")
+
+
+def _check_labels(name: str, logits: Array, labels: Array) -> None:
+    if jnp.ndim(logits) < 1:
+        raise ValueError(f"{name}: logits must have a class axis, got shape {jnp.shape(logits)}")
+    if jnp.shape(logits)[:-1] != jnp.shape(labels):
+        raise ValueError(
+            f"{name}: labels shape {jnp.shape(labels)} must equal logits shape without the class axis "
+            f"{jnp.shape(logits)[:-1]}"
+        )
+
+
+def gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike) -> Array:
+    """Negative log-density of ``y`` under N(mean, std**2): ``0.5 log(2 pi std^2) + (y - mean)^2 / (2 std^2)``.
+
+    Args:
+      mean, std, y: arrays of one shape; ``std`` is a standard deviation (> 0), not a variance.
+    Returns:
+      Elementwise NLL, same shape as the arguments, in nats.
+    """
+    mean, std, y = jnp.asarray(mean), jnp.asarray(std), jnp.asarray(y)
+    _same_shape("gaussian_nll", mean=mean, std=std, y=y)
+    z = (y - mean) / std
+    return 0.5 * _LOG_2PI + jnp.log(std) + 0.5 * jnp.square(z)
+
+
+def laplace_nll(loc: ArrayLike, scale: ArrayLike, y: ArrayLike) -> Array:
+    """Negative log-density of ``y`` under Laplace(loc, scale): ``log(2 b) + |y - loc| / b``.
+
+    Args:
+      loc, scale, y: arrays of one shape; ``scale`` is ``b`` (> 0); the variance is ``2 b^2``.
+    Returns:
+      Elementwise NLL, same shape as the arguments, in nats.
+    """
+    loc, scale, y = jnp.asarray(loc), jnp.asarray(scale), jnp.asarray(y)
+    _same_shape("laplace_nll", loc=loc, scale=scale, y=y)
+    return _LOG_2 + jnp.log(scale) + jnp.abs(y - loc) / scale
+
+
+def categorical_nll(logits: ArrayLike, labels: ArrayLike) -> Array:
+    """Softmax cross-entropy ``logsumexp(logits) - logits[label]``, never the log of a softmax.
+
+    Args:
+      logits: ``(..., K)`` unnormalised log-probabilities.
+      labels: ``(...)`` integers in ``[0, K)``.
+    Returns:
+      ``(...)`` NLL per example in nats (summed over classes, not averaged over them).
+    """
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    _check_labels("categorical_nll", logits, labels)
+    picked = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jax.nn.logsumexp(logits, axis=-1) - picked
+
+
+def brier_score(logits: ArrayLike, labels: ArrayLike) -> Array:
+    """Brier score summed over classes: ``sum_k (softmax(logits)_k - onehot(label)_k)^2``, in [0, 2].
+
+    The paper reports this divided by the number of classes K; see
+    :func:`deepens.metrics.brier_score_per_class` for that convention.
+
+    Args:
+      logits: ``(..., K)``.
+      labels: ``(...)`` integers in ``[0, K)``.
+    Returns:
+      ``(...)`` per example.
+    """
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    _check_labels("brier_score", logits, labels)
+    probs = jax.nn.softmax(logits, axis=-1)
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=probs.dtype)
+    return jnp.sum(jnp.square(probs - onehot), axis=-1)
+
+
+def squared_error(prediction: ArrayLike, y: ArrayLike) -> Array:
+    """``(prediction - y)^2`` elementwise: the MSE baseline, which gives no uncertainty of its own."""
+    prediction, y = jnp.asarray(prediction), jnp.asarray(y)
+    _same_shape("squared_error", prediction=prediction, y=y)
+    return jnp.square(prediction - y)
+
+
+def absolute_error(prediction: ArrayLike, y: ArrayLike) -> Array:
+    """``|prediction - y|`` elementwise: the L1 baseline."""
+    prediction, y = jnp.asarray(prediction), jnp.asarray(y)
+    _same_shape("absolute_error", prediction=prediction, y=y)
+    return jnp.abs(prediction - y)

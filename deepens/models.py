@@ -1,0 +1,154 @@
+"""Networks as pairs of pure functions, and the built-in MLP.
+
+deepens trains anything that can be written as
+
+    init(key, x) -> (params, state)
+    apply(params, state, x, train) -> (outputs, new_state)
+
+where ``params`` are trained and ``state`` is carried along (batch-norm statistics; an empty dict for
+most models). Use :func:`as_model` to get this from a Flax ``linen`` module or from a plain
+``(init(key, x) -> params, apply(params, x) -> outputs)`` pair.
+
+Models are hashable (a Flax module by value, a pair by its functions' identity), so the compiled
+training program for one model, head and data shape is built once and reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+Params = Any
+State = Any
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "elu": jax.nn.elu,
+    "sigmoid": jax.nn.sigmoid,
+}
+
+
+class Model:
+    """Interface of a trainable network (see the module docstring)."""
+
+    def init(self, key: Array, x: Array) -> tuple[Params, State]:
+        raise NotImplementedError
+
+    def apply(self, params: Params, state: State, x: Array, train: bool) -> tuple[Array, State]:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaxModel(Model):
+    """A Flax ``linen`` module. Collections other than ``params`` (e.g. ``batch_stats``) are state, updated
+    in training mode; the module's ``__call__`` receives ``train=`` when it has such a parameter."""
+
+    module: nn.Module
+
+    @property
+    def _takes_train(self) -> bool:
+        return "train" in inspect.signature(type(self.module).__call__).parameters
+
+    def _kwargs(self, train: bool) -> dict[str, bool]:
+        return {"train": train} if self._takes_train else {}
+
+    def init(self, key: Array, x: Array) -> tuple[Params, State]:
+        variables = dict(self.module.init(key, x, **self._kwargs(False)))
+        params = variables.pop("params", {})
+        return params, variables
+
+    def apply(self, params: Params, state: State, x: Array, train: bool) -> tuple[Array, State]:
+        variables = {"params": params, **state}
+        if train and state:
+            outputs, updated = self.module.apply(variables, x, mutable=list(state), **self._kwargs(train))
+            return outputs, {**state, **updated}
+        return self.module.apply(variables, x, **self._kwargs(train)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionalModel(Model):
+    """A stateless ``init(key, x) -> params``, ``apply(params, x) -> outputs`` pair."""
+
+    init_fn: Callable[[Array, Array], Params]
+    apply_fn: Callable[[Params, Array], Array]
+
+    def init(self, key: Array, x: Array) -> tuple[Params, State]:
+        return self.init_fn(key, x), {}
+
+    def apply(self, params: Params, state: State, x: Array, train: bool) -> tuple[Array, State]:
+        return self.apply_fn(params, x), state
+
+
+def as_model(model: Model | nn.Module | tuple[Callable, Callable]) -> Model:
+    """A :class:`Model` from a Model, a Flax linen module, or an ``(init, apply)`` pair."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, nn.Module):
+        return FlaxModel(model)
+    if isinstance(model, tuple) and len(model) == 2 and all(callable(f) for f in model):
+        return FunctionalModel(*model)
+    raise ValueError(
+        "model must be a flax.linen.Module, a deepens Model, or an (init, apply) pair of functions; "
+        f"got {type(model).__name__}"
+    )
+
+
+def _uniform_fan_in(fan_in: int) -> Callable:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for a linear layer's bias."""
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+
+    def init(key: Array, shape: Sequence[int], dtype: Any = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron ``(..., D) -> (..., outputs)``.
+
+    Weights and biases start as in PyTorch's ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), the
+    initialisation of the paper's and the practical's code; random biases spread the ReLU kinks, so
+    members differ from the first step.
+
+    Attributes:
+      hidden: widths of the hidden layers, e.g. ``(50,)`` or ``(200, 200, 200)``.
+      outputs: width of the output layer (see the head's ``num_outputs``).
+      activation: one of ``ACTIVATIONS``.
+      batch_norm: batch normalisation after each hidden linear layer (before the activation).
+    """
+
+    hidden: tuple[int, ...]
+    outputs: int
+    activation: str = "relu"
+    batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        for width in self.hidden:
+            x = _dense(width, x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+            x = ACTIVATIONS[self.activation](x)
+        return _dense(self.outputs, x)
+
+
+def _dense(width: int, x: Array) -> Array:
+    """A linear layer initialised as PyTorch's ``nn.Linear`` (kaiming-uniform weights, uniform bias)."""
+    layer = nn.Dense(
+        width,
+        kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_init=_uniform_fan_in(x.shape[-1]),
+    )
+    return layer(x)

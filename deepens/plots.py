@@ -1,0 +1,140 @@
+"""Figures: the toy regression, the classification grid and training curves.
+
+Functions draw onto matplotlib ``Figure`` objects built without pyplot, so they work on machines with
+no display and keep no global state; ``save`` writes one to a PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from deepens.ensemble import Ensemble
+
+MEMBER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+CLASS_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999")
+
+
+def save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``figure`` to ``path`` (PNG) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def regression_panel(
+    ax: Axes,
+    ensemble: Ensemble,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    x_range: tuple[float, float] = (-6.0, 6.0),
+    truth: Callable[[np.ndarray], np.ndarray] | None = None,
+    title: str = "",
+    points: int = 400,
+) -> None:
+    """One-input regression: each member's mean with its +-1 std band (thin, coloured) and the ensemble's
+    mean with +-1 and +-3 std bands (grey), the truth (dashed) and the training points."""
+    grid = np.linspace(*x_range, points, dtype=np.float32)
+    prediction = ensemble.predict(grid[:, None])
+    if ensemble.members > 1:
+        member_means = np.asarray(prediction.member_means)
+        member_stds = np.sqrt(np.asarray(prediction.member_variances))
+        for m in range(ensemble.members):
+            colour = MEMBER_COLOURS[m % len(MEMBER_COLOURS)]
+            ax.plot(grid, member_means[m], color=colour, lw=0.8, alpha=0.8)
+            ax.fill_between(grid, member_means[m] - member_stds[m], member_means[m] + member_stds[m], color=colour, alpha=0.08)
+    mean, std = np.asarray(prediction.mean), np.asarray(prediction.std)
+    ax.fill_between(grid, mean - 3 * std, mean + 3 * std, color="0.6", alpha=0.25, label="ensemble +-3 std")
+    ax.fill_between(grid, mean - std, mean + std, color="0.35", alpha=0.35, label="ensemble +-1 std")
+    ax.plot(grid, mean, color="black", lw=1.8, label="ensemble mean")
+    if truth is not None:
+        ax.plot(grid, truth(grid), color="tab:red", lw=1.2, ls="--", label="truth")
+    ax.scatter(np.asarray(x_train)[:, 0], y_train, s=12, color="black", zorder=5, label="training data")
+    span = np.ptp(y_train)
+    ax.set_ylim(np.min(y_train) - 0.75 * span, np.max(y_train) + 0.75 * span)
+    ax.set_xlim(*x_range)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x")
+
+
+def grid_over(x: np.ndarray, resolution: int = 150, margin: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``resolution x resolution`` grid covering 2-D points ``x`` plus a margin: ``(xx, yy, points)``."""
+    low, high = x.min(axis=0), x.max(axis=0)
+    pad = margin * (high - low)
+    xs = np.linspace(low[0] - pad[0], high[0] + pad[0], resolution, dtype=np.float32)
+    ys = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution, dtype=np.float32)
+    xx, yy = np.meshgrid(xs, ys)
+    return xx, yy, np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def classification_figure(
+    ensemble: Ensemble, x: np.ndarray, y: np.ndarray, *, title: str = "", resolution: int = 150, margin: float = 0.5
+) -> Figure:
+    """Four panels over a grid around 2-D data: the data, the ensemble's predicted class (shaded by its
+    confidence), data uncertainty (expected entropy) and knowledge uncertainty (mutual information)."""
+    xx, yy, points = grid_over(x, resolution, margin)
+    prediction = ensemble.predict(points)
+    label = np.asarray(prediction.label).reshape(xx.shape)
+    confidence = np.asarray(prediction.confidence).reshape(xx.shape)
+    uncertainty = prediction.uncertainty
+    classes = ensemble.target_size
+    cmap = ListedColormap(CLASS_COLOURS[:classes])
+
+    figure = Figure(figsize=(19, 4.6), layout="constrained")
+    axes = figure.subplots(1, 4)
+    axes[0].scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=0, vmax=classes - 1, s=4)
+    axes[0].set_title("data\n")
+    axes[1].imshow(label, origin="lower", extent=_extent(xx, yy), cmap=cmap, vmin=0, vmax=classes - 1,
+                   alpha=None, aspect="auto")
+    axes[1].imshow(np.ones_like(confidence), origin="lower", extent=_extent(xx, yy), cmap="gray", vmin=0, vmax=1,
+                   alpha=np.clip(1.0 - confidence, 0, 1) * 0.9, aspect="auto")
+    axes[1].set_title("predicted class\n(faded where unsure)")
+    for ax, values, name in (
+        (axes[2], uncertainty.data, "data uncertainty\n(expected entropy)"),
+        (axes[3], uncertainty.knowledge, "knowledge uncertainty\n(mutual information)"),
+    ):
+        image = ax.imshow(np.asarray(values).reshape(xx.shape), origin="lower", extent=_extent(xx, yy),
+                          cmap="viridis", vmin=0.0, aspect="auto")
+        figure.colorbar(image, ax=ax, label="nats")
+        ax.set_title(name)
+    for ax in axes:
+        ax.set_xlim(xx.min(), xx.max())
+        ax.set_ylim(yy.min(), yy.max())
+        ax.set_aspect("equal")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def _extent(xx: np.ndarray, yy: np.ndarray) -> tuple[float, float, float, float]:
+    return float(xx.min()), float(xx.max()), float(yy.min()), float(yy.max())
+
+
+def training_curves(histories: Mapping[str, np.ndarray], *, columns: int = 4, log_scale: bool = False) -> Figure:
+    """One panel per run: the members' mean training loss per epoch, with the band from the lowest to the
+    highest member. ``histories`` maps a run's name to its ``(epochs, M)`` loss history."""
+    names: Sequence[str] = list(histories)
+    rows = -(-len(names) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.0 * rows))
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, name in zip(axes, names):
+        history = np.asarray(histories[name])
+        epochs = np.arange(1, len(history) + 1)
+        ax.fill_between(epochs, history.min(axis=1), history.max(axis=1), alpha=0.3)
+        ax.plot(epochs, history.mean(axis=1), lw=1.2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        if log_scale:
+            ax.set_yscale("symlog")
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,171 @@
+"""What an ensemble predicts for a batch of inputs: the members' outputs and the mixture they make.
+
+Both classes hold the raw member outputs ``(M, N, O)`` and derive everything else on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from deepens import losses, mixture
+from deepens.heads import Categorical, Head
+from deepens.uncertainty import (
+    CategoricalUncertainty,
+    VarianceUncertainty,
+    categorical_uncertainty,
+    entropy,
+    variance_uncertainty,
+)
+
+
+@functools.partial(jax.jit, static_argnames=("head", "level"))
+def _interval(head: Head, member_outputs: Array, level: float) -> tuple[Array, Array]:
+    return mixture.mixture_interval(head, member_outputs, level)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressionPrediction:
+    """Regression ensemble prediction. ``N`` examples, ``T`` targets; when the ensemble was trained on a
+    1-D target every per-target array drops its last axis (``(N,)`` instead of ``(N, 1)``).
+
+    Attributes:
+      head: the members' regression head.
+      member_outputs: ``(M, N, O)`` raw outputs.
+      squeeze: drop the target axis of length 1.
+    """
+
+    head: Head
+    member_outputs: Array
+    squeeze: bool = False
+
+    def _shape(self, a: Array) -> Array:
+        return a[..., 0] if self.squeeze else a
+
+    def _targets(self, y: Array) -> Array:
+        """``y`` as ``(N, T)``, checked against the prediction's shape."""
+        y = jnp.asarray(y, self.member_outputs.dtype)
+        y = y[..., None] if self.squeeze and y.ndim == 1 else y
+        expected = self.member_means.shape[1:] + ((1,) if self.squeeze else ())
+        if y.shape != expected:
+            raise ValueError(f"y has shape {y.shape} but the prediction is for targets of shape {expected}")
+        return y
+
+    @property
+    def members(self) -> int:
+        return self.member_outputs.shape[0]
+
+    @functools.cached_property
+    def member_means(self) -> Array:
+        """``(M, N[, T])``."""
+        return self._shape(self.head.mean(self.member_outputs))
+
+    @functools.cached_property
+    def member_variances(self) -> Array:
+        """``(M, N[, T])``; zero for a point head."""
+        return self._shape(self.head.variance(self.member_outputs))
+
+    @functools.cached_property
+    def uncertainty(self) -> VarianceUncertainty:
+        """Total, aleatoric (mean of member variances) and epistemic (variance of member means)."""
+        return variance_uncertainty(self.member_means, self.member_variances)
+
+    @property
+    def mean(self) -> Array:
+        """Mixture mean ``(N[, T])``."""
+        return jnp.mean(self.member_means, axis=0)
+
+    @property
+    def variance(self) -> Array:
+        """Moment-matched mixture variance ``(N[, T])``."""
+        return self.uncertainty.total
+
+    @property
+    def std(self) -> Array:
+        return jnp.sqrt(self.variance)
+
+    def log_prob(self, y: Array) -> Array:
+        """Exact log-density of the mixture at ``y`` (summed over targets), ``(N,)``."""
+        y = self._targets(y)
+        member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, (self.members, *y.shape)))
+        return mixture.mixture_log_prob(member_log_probs)
+
+    def nll(self, y: Array) -> Array:
+        """Per-example negative log-likelihood under the exact mixture, ``(N,)``."""
+        return -self.log_prob(y)
+
+    def gaussian_nll(self, y: Array) -> Array:
+        """Per-example NLL of the moment-matched Gaussian (the paper's evaluation), ``(N,)``."""
+        y = self._targets(y)
+        per_target = losses.gaussian_nll(self.mean.reshape(y.shape), self.std.reshape(y.shape), y)
+        return jnp.sum(per_target, axis=-1)
+
+    def cdf(self, y: Array) -> Array:
+        """Mixture CDF at ``y``, ``(N[, T])`` (probability integral transform values)."""
+        return self._shape(mixture.mixture_cdf(self.head, self.member_outputs, self._targets(y)))
+
+    def interval(self, level: float = 0.95) -> tuple[Array, Array]:
+        """Central interval holding probability ``level`` under the mixture: ``(lower, upper)``."""
+        lower, upper = _interval(self.head, self.member_outputs, float(level))
+        return self._shape(lower), self._shape(upper)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationPrediction:
+    """Classification ensemble prediction over ``K`` classes.
+
+    Attributes:
+      member_outputs: ``(M, N, K)`` logits.
+    """
+
+    member_outputs: Array
+    head: Head = Categorical()
+
+    @property
+    def members(self) -> int:
+        return self.member_outputs.shape[0]
+
+    @functools.cached_property
+    def member_probs(self) -> Array:
+        """``(M, N, K)``."""
+        return jax.nn.softmax(self.member_outputs, axis=-1)
+
+    @functools.cached_property
+    def probs(self) -> Array:
+        """The ensemble's class probabilities, the average of the members', ``(N, K)``."""
+        return mixture.mixture_probs(self.member_probs)
+
+    @property
+    def label(self) -> Array:
+        """Most probable class ``(N,)``."""
+        return jnp.argmax(self.probs, axis=-1)
+
+    @property
+    def confidence(self) -> Array:
+        """Probability of the most probable class ``(N,)``."""
+        return jnp.max(self.probs, axis=-1)
+
+    @property
+    def entropy(self) -> Array:
+        """Predictive entropy in nats ``(N,)`` (the total uncertainty)."""
+        return entropy(self.probs)
+
+    @functools.cached_property
+    def uncertainty(self) -> CategoricalUncertainty:
+        """Total, data and knowledge uncertainty in nats, each ``(N,)``."""
+        return categorical_uncertainty(self.member_probs)
+
+    def log_prob(self, y: Array) -> Array:
+        """``log mean_m p_m(y)`` per example, from log-softmax for accuracy, ``(N,)``."""
+        y = jnp.asarray(y)
+        if y.shape != self.member_outputs.shape[1:2]:
+            raise ValueError(f"y has shape {y.shape} but the prediction is for {self.member_outputs.shape[1]} labels")
+        member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, self.member_outputs.shape[:2]))
+        return mixture.mixture_log_prob(member_log_probs)
+
+    def nll(self, y: Array) -> Array:
+        return -self.log_prob(y)

@@ -1,0 +1,437 @@
+"""One compiled program trains every member of an ensemble together.
+
+Members live on a leading axis of one pytree. A call of the compiled program runs a chunk of epochs for
+all members: ``vmap`` over members, ``lax.scan`` over epochs and, inside, over minibatch steps. Python
+only draws the data order for the next chunk (on the host, which is far cheaper than a sort-based
+permutation on XLA:CPU) and updates the progress bar; the program is compiled once per model, head,
+loss, optimizer and data shape, and reused by every chunk and every later fit of the same shapes.
+
+Reproducibility: member ``i`` of a fit with seed ``s`` starts from the key ``fold_in(PRNGKey(s), i)``
+and sees its data in the order drawn by ``numpy.random.default_rng([s, i])``, so it is the same network
+whatever the ensemble's size, and training M members together equals training each alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+from jax.sharding import Mesh
+
+from deepens import devices as devices_module
+from deepens import validation
+from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_objective, get_adversarial, input_scale, vat_divergence
+from deepens.ensemble import Ensemble, Timings
+from deepens.heads import Head, get_head
+from deepens.models import MLP, Model, as_model
+
+LossFn = Callable[[Array, Array], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Everything static about a training program; equal programs share one compiled executable."""
+
+    model: Model
+    head: Head
+    loss: str | LossFn
+    optimizer: optax.GradientTransformation
+    adversarial: Adversarial | None
+    batch_size: int
+    epochs_per_call: int
+    shared_data: bool
+
+    def loss_fn(self) -> LossFn:
+        return self.head.loss(self.loss) if isinstance(self.loss, str) else self.loss
+
+
+@functools.lru_cache(maxsize=64)
+def make_optimizer(learning_rate: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam, with L2 weight decay added to the gradient as in PyTorch's ``Adam(weight_decay=...)``.
+
+    Cached so that fits with equal settings get the same object and share a compiled program.
+    """
+    if weight_decay:
+        return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
+    return optax.adam(learning_rate)
+
+
+def member_keys(seed: int, member_ids: Sequence[int]) -> Array:
+    """One PRNG key per member, ``(M, 2)``: ``fold_in(PRNGKey(seed), id)``."""
+    base = jax.random.PRNGKey(seed)
+    return jnp.stack([jax.random.fold_in(base, int(i)) for i in member_ids])
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def init_members(model: Model, keys: Array, x: Array) -> tuple[Any, Any]:
+    """Initialise one member per key: ``keys (M, 2)``, example input ``x (n, ...)`` -> stacked params, state.
+
+    Compiled apart from the training program: a vmapped random initialiser inside it was seen to double
+    the training program's compile time.
+    """
+    return jax.vmap(lambda k: model.init(jax.random.fold_in(k, 0), x))(keys)
+
+
+def _batch_objective(
+    program: Program, params: Any, state: Any, x: Array, y: Array, weights: Array, scale: Array, key: Array
+) -> tuple[Array, Any]:
+    """Weighted mean of the per-example (adversarial) loss of one member on one batch, and its new state."""
+    loss_fn = program.loss_fn()
+    adversarial = program.adversarial
+
+    def forward(inputs: Array) -> tuple[Array, Any]:
+        return program.model.apply(params, state, inputs, True)
+
+    outputs, new_state = forward(x)
+    per_example = loss_fn(outputs, y)
+    if isinstance(adversarial, FGSM):
+        per_example = fgsm_objective(lambda inputs: loss_fn(forward(inputs)[0], y), x, adversarial.eps * scale)
+    elif isinstance(adversarial, VAT):
+        predict = lambda inputs: forward(inputs)[0]  # noqa: E731
+        divergence = vat_divergence(predict, program.head.kl, x, outputs, key, adversarial, scale)
+        per_example = per_example + adversarial.weight * divergence
+    return jnp.sum(weights * per_example) / jnp.sum(weights), new_state
+
+
+def _member_epochs(
+    program: Program,
+    carry: tuple[Any, Any, Any],
+    key: Array,
+    first_epoch: Array,
+    order: Array | None,
+    weights: Array,
+    x: Array,
+    y: Array,
+    scale: Array,
+) -> tuple[tuple[Any, Any, Any], Array]:
+    """Train one member for ``program.epochs_per_call`` epochs.
+
+    Args:
+      carry: ``(params, state, opt_state)`` of this member.
+      order: ``(E, S, B)`` row indices for each epoch and step, or None for full-batch training.
+      weights: ``(S, B)`` 1 for real rows, 0 for the padding that fills the last batch.
+    Returns:
+      The new carry and the mean training loss of each epoch, ``(E,)``.
+    """
+    steps = weights.shape[0]
+    total_weight = jnp.sum(weights)
+
+    def step(carry, inputs):
+        params, state, opt_state = carry
+        index, batch_weights, step_id = inputs
+        xb, yb = (x, y) if index is None else (x[index], y[index])
+        step_key = jax.random.fold_in(key, step_id)
+        (loss, state), grads = jax.value_and_grad(
+            lambda p: _batch_objective(program, p, state, xb, yb, batch_weights, scale, step_key), has_aux=True
+        )(params)
+        updates, opt_state = program.optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, state, opt_state), loss * jnp.sum(batch_weights)
+
+    def epoch(carry, inputs):
+        epoch_id, epoch_order = inputs
+        step_ids = (first_epoch + epoch_id) * steps + jnp.arange(steps)
+        carry, batch_losses = jax.lax.scan(step, carry, (epoch_order, weights, step_ids))
+        return carry, jnp.sum(batch_losses) / total_weight
+
+    return jax.lax.scan(epoch, carry, (jnp.arange(program.epochs_per_call), order))
+
+
+@functools.partial(jax.jit, static_argnames=("program",))
+def run_epochs(
+    program: Program,
+    carry: tuple[Any, Any, Any],
+    keys: Array,
+    first_epoch: Array,
+    order: Array | None,
+    weights: Array,
+    x: Array,
+    y: Array,
+    scale: Array,
+) -> tuple[tuple[Any, Any, Any], Array]:
+    """All members, one chunk of epochs: the compiled training program. Returns the new carry and the
+    loss per member and epoch, ``(M, E)``. Data ``x``, ``y``, ``scale`` are shared by all members, or
+    carry a leading member axis when ``program.shared_data`` is False."""
+    data_axis = None if program.shared_data else 0
+    train = jax.vmap(
+        functools.partial(_member_epochs, program),
+        in_axes=(0, 0, None, None if order is None else 0, None, data_axis, data_axis, data_axis),
+    )
+    return train(carry, keys, first_epoch, order, weights, x, y, scale)
+
+
+def epochs_per_call(epochs: int, steps_per_epoch: int) -> int:
+    """Epochs per compiled call: the largest divisor of ``epochs`` that still leaves about 25 calls (so the
+    progress bar moves) and keeps each call near 25 or more steps (so dispatch stays cheap)."""
+    best = 1
+    for chunk in range(1, epochs + 1):
+        if epochs % chunk == 0 and epochs // chunk >= min(epochs, 25):
+            best = chunk
+    return best if steps_per_epoch < 25 else 1
+
+
+def _batch_layout(n: int, batch_size: int) -> tuple[int, np.ndarray]:
+    """Steps per epoch and the ``(S, B)`` weight mask: the last batch is padded, with weight 0, to B rows."""
+    steps = -(-n // batch_size)
+    weights = np.zeros(steps * batch_size, np.float32)
+    weights[:n] = 1.0
+    return steps, weights.reshape(steps, batch_size)
+
+
+def _draw_order(
+    rngs: Sequence[np.random.Generator], epochs: int, n: int, steps: int, batch_size: int
+) -> np.ndarray:
+    """Row order ``(M, E, S, B)`` int32: a fresh permutation per member and epoch, its last batch padded
+    with the permutation's first rows (which carry weight 0)."""
+    order = np.empty((len(rngs), epochs, steps * batch_size), np.int32)
+    for m, rng in enumerate(rngs):
+        perms = rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int32), (epochs, n)), axis=1)
+        order[m, :, :n] = perms
+        order[m, :, n:] = perms[:, : steps * batch_size - n]
+    return order.reshape(len(rngs), epochs, steps, batch_size)
+
+
+def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:
+    start = time.perf_counter()
+    executable = run_epochs.lower(program, *args).compile()
+    return executable, time.perf_counter() - start
+
+
+_EXECUTABLES: dict[Any, Callable] = {}
+
+
+def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
+    """The compiled training program for these argument shapes, compiling (and timing) it only once."""
+    leaves, tree = jax.tree.flatten(args)
+    key = (program, tree, tuple((np.shape(a), str(a.dtype), getattr(a, "sharding", None)) for a in leaves))
+    if key in _EXECUTABLES:
+        return _EXECUTABLES[key], 0.0
+    executable, seconds = _compiled(program, *args)
+    _EXECUTABLES[key] = executable
+    return executable, seconds
+
+
+def train_members(
+    program: Program,
+    params: Any,
+    state: Any,
+    x: Array,
+    y: Array,
+    *,
+    epochs: int,
+    seed: int,
+    member_ids: Sequence[int],
+    scale: Array,
+    mesh: Mesh | None = None,
+    progress: bool = False,
+    description: str = "training",
+) -> tuple[Any, Any, np.ndarray, Timings]:
+    """Train already initialised members; the engine under :func:`fit`.
+
+    Args:
+      program: the static description of the training program (its ``epochs_per_call`` must divide
+        ``epochs``).
+      params, state: stacked member parameters and model state, leading axis M.
+      x, y: training data ``(N, ...)`` shared by all members, or ``(M, N, ...)`` when
+        ``program.shared_data`` is False (independent data sets trained side by side, e.g. UCI splits).
+      epochs: number of passes over the data.
+      seed, member_ids: the member streams (data order and VAT noise).
+      scale: per-feature multiplier of the adversarial eps, ``(D,)`` or ``(M, D)``.
+      mesh: a ``members`` mesh (see :mod:`deepens.devices`) whose size divides M, to split the members
+        over devices; None keeps everything on the default device.
+    Returns:
+      Trained ``params``, ``state``, the loss history ``(epochs, M)`` and the timings.
+    """
+    members = len(member_ids)
+    n = x.shape[0] if program.shared_data else x.shape[1]
+    full_batch = program.batch_size >= n
+    batch_size = n if full_batch else program.batch_size
+    steps, weights = _batch_layout(n, batch_size)
+    chunk = program.epochs_per_call
+    if epochs % chunk:
+        raise ValueError(f"epochs_per_call={chunk} must divide epochs={epochs}")
+    if mesh is not None and members % mesh.size:
+        raise ValueError(f"{members} members cannot be split evenly over {mesh.size} devices")
+    rngs = [np.random.default_rng([seed, int(i)]) for i in member_ids]
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(member_keys(seed, member_ids))
+    opt_state = jax.jit(jax.vmap(program.optimizer.init))(params)
+    carry = (params, state, opt_state)
+    data = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale))
+    weights = jnp.asarray(weights)
+    per_member = lambda tree: tree  # noqa: E731
+    if mesh is not None:
+        per_member = functools.partial(devices_module.shard_members, mesh=mesh)
+        carry, keys = per_member((carry, keys))
+        data = devices_module.replicate(data, mesh) if program.shared_data else per_member(data)
+        weights = devices_module.replicate(weights, mesh)
+    x, y, scale = data
+
+    def order_for_next_chunk() -> Array | None:
+        return None if full_batch else per_member(jnp.asarray(_draw_order(rngs, chunk, n, steps, batch_size)))
+
+    order = order_for_next_chunk()
+    executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale)
+    history = np.empty((epochs, members), np.float32)
+    start = time.perf_counter()
+    with _progress_bar(progress, description, epochs) as advance:
+        for first in range(0, epochs, chunk):
+            carry, losses = executable(carry, keys, jnp.int32(first), order, weights, x, y, scale)
+            if first + chunk < epochs:
+                order = order_for_next_chunk()  # drawn on the host while the device trains
+            history[first : first + chunk] = np.asarray(losses).T
+            advance(chunk, float(np.mean(history[first + chunk - 1])))
+    jax.block_until_ready(carry)
+    params, state, _ = carry
+    return params, state, history, Timings(compile_s=compile_s, train_s=time.perf_counter() - start)
+
+
+class _progress_bar:
+    """A rich progress bar over epochs showing the members' mean loss; a no-op when disabled."""
+
+    def __init__(self, enabled: bool, description: str, epochs: int) -> None:
+        self.enabled, self.description, self.epochs = enabled, description, epochs
+
+    def __enter__(self) -> Callable[[int, float], None]:
+        if not self.enabled:
+            return lambda advance, loss: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epochs  loss {task.fields[loss]:.4g}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self.bar.start()
+        task = self.bar.add_task(self.description, total=self.epochs, loss=float("nan"))
+        return lambda advance, loss: self.bar.update(task, advance=advance, loss=loss)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def fit(
+    x: Any,
+    y: Any,
+    *,
+    head: str | Head = "gaussian",
+    loss: str | LossFn | None = None,
+    model: Model | nn.Module | tuple[Callable, Callable] | None = None,
+    hidden: Sequence[int] = (50,),
+    activation: str = "relu",
+    members: int = 5,
+    epochs: int = 40,
+    batch_size: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    adversarial: str | Adversarial | None = None,
+    eps: float | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+    member_ids: Sequence[int] | None = None,
+    devices: int | Sequence[jax.Device] | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> Ensemble:
+    """Train a deep ensemble: M members from independent initialisations and data orders, together.
+
+    Args:
+      x: inputs ``(N, D)`` (or ``(N, ...)`` for a model that takes images).
+      y: regression targets ``(N,)`` or ``(N, T)``; class labels ``(N,)`` in ``[0, K)``.
+      head: ``"gaussian"``, ``"laplace"``, ``"point"`` (MSE/L1 baseline) or ``"categorical"``, or a Head.
+      loss: the head's scoring rule by name (``"nll"``, ``"brier"``, ``"mse"``, ``"l1"``) or a function
+        ``(outputs, y) -> (N,)``; default the head's first (its negative log-likelihood).
+      model: a Flax module, a :class:`~deepens.models.Model` or an ``(init, apply)`` pair whose output
+        width matches the head; default ``MLP(hidden, activation)``.
+      members: M.
+      epochs: passes over the data.
+      batch_size: minibatch size; ``None`` trains on the full batch.
+      optimizer: any Optax transformation; default Adam(learning_rate) with optional L2 weight decay.
+      adversarial: ``None``, ``"fgsm"``, ``"vat"`` or an ``FGSM``/``VAT`` instance; ``eps`` overrides its
+        eps (strings default to 1% of each feature's range, as in the paper).
+      num_classes: K for classification (default: largest label + 1).
+      seed: the ensemble's seed; ``member_ids`` (default ``range(members)``) name the member streams.
+      devices: split the members over these devices (default: all that JAX sees, at most one per
+        member). When M is not a multiple of their number, extra members are trained alongside and
+        dropped, and the progress bar says so.
+      progress: show a progress bar over epochs with the current mean loss.
+    Returns:
+      The trained :class:`~deepens.ensemble.Ensemble`; its ``history`` holds the loss per epoch and member,
+      and ``timings`` the compile and training seconds.
+    """
+    head = get_head(head)
+    ids = tuple(range(validation.positive_int("members", members))) if member_ids is None else tuple(member_ids)
+    if len(ids) < 1 or len(set(ids)) != len(ids) or any(int(i) < 0 for i in ids):
+        raise ValueError(f"member_ids must be distinct non-negative integers, got {member_ids!r}")
+    validation.positive_int("epochs", epochs)
+    adversarial = get_adversarial(adversarial, eps)
+    features = validation.features(x)
+    if head.is_classifier:
+        targets, size = validation.class_labels(y, len(features), num_classes=num_classes)
+    else:
+        targets = validation.regression_targets(y, len(features))
+        size = targets.shape[1]
+    n = len(features)
+    batch = n if batch_size is None else min(validation.positive_int("batch_size", batch_size), n)
+    loss = head.default_loss if loss is None else loss
+    if isinstance(loss, str):
+        head.loss(loss)  # raises for a loss the head cannot be trained with
+    model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
+    optimizer = make_optimizer(float(learning_rate), float(weight_decay)) if optimizer is None else optimizer
+
+    mesh = _mesh_for(len(ids), devices)
+    trained_ids = ids + tuple(range(max(ids) + 1, max(ids) + 1 + devices_module.padded_size(len(ids), mesh) - len(ids)))
+    if len(trained_ids) > len(ids):
+        description += f" ({len(ids)} members + {len(trained_ids) - len(ids)} to fill {mesh.size} devices)"
+
+    start = time.perf_counter()
+    params, state = init_members(model, member_keys(seed, trained_ids), jnp.asarray(features[:1]))
+    _check_output_width(model, params, state, features, head, size)
+    init_s = time.perf_counter() - start
+    steps = -(-n // batch)
+    program = Program(model, head, loss, optimizer, adversarial, batch, epochs_per_call(epochs, steps), True)
+    scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
+    params, state, history, timings = train_members(
+        program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
+        scale=scale, mesh=mesh if mesh.size > 1 else None, progress=progress, description=description,
+    )
+    if len(trained_ids) > len(ids):
+        keep = lambda leaf: leaf[: len(ids)]  # noqa: E731
+        params, state, history = jax.tree.map(keep, params), jax.tree.map(keep, state), history[:, : len(ids)]
+    return Ensemble(
+        model=model, head=head, params=params, state=state, input_shape=features.shape[1:],
+        target_size=size, squeeze_target=not head.is_classifier and np.ndim(y) == 1,
+        history=history, member_ids=ids, seed=seed,
+        timings=Timings(compile_s=init_s + timings.compile_s, train_s=timings.train_s),
+    )
+
+
+def _mesh_for(members: int, devices: int | Sequence[jax.Device] | None) -> Mesh:
+    """The devices a fit uses: those asked for, at most one per member."""
+    mesh = devices_module.member_mesh(devices)
+    if mesh.size > members:
+        mesh = devices_module.member_mesh(list(mesh.devices.flat)[:members])
+    return mesh
+
+
+def _check_output_width(model: Model, params: Any, state: Any, x: np.ndarray, head: Head, size: int) -> None:
+    first = jax.tree.map(lambda leaf: leaf[0], (params, state))
+    shape = jax.eval_shape(lambda p, s: model.apply(p, s, jnp.asarray(x[:1]), False)[0], *first).shape
+    expected = head.num_outputs(size)
+    if shape[-1] != expected:
+        raise ValueError(
+            f"the model gives {shape[-1]} outputs per example but a {head.name} head for {size} "
+            f"{'classes' if head.is_classifier else 'targets'} needs {expected}"
+        )

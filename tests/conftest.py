@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+import deepens
+from deepens.data import toy
+
+
+@pytest.fixture(scope="session")
+def cubic_data():
+    """The practical's cubic with y divided by 30, so the noise standard deviation is 0.1."""
+    x, y = toy.cubic(40, seed=0)
+    return x, y / 30.0
+
+
+@pytest.fixture(scope="session")
+def small_regression_ensemble(cubic_data):
+    """A quickly trained Gaussian ensemble shared by the prediction tests."""
+    x, y = cubic_data
+    return deepens.fit(x, y, hidden=(32,), members=3, epochs=300, learning_rate=0.02, progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_classifier(spiral_data):
+    x, y = spiral_data
+    return deepens.fit(x, y, head="categorical", hidden=(32,), members=3, epochs=40, learning_rate=0.05, progress=False)
+
+
+@pytest.fixture(scope="session")
+def spiral_data():
+    return toy.spirals(60, seed=0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

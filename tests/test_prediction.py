@@ -1,0 +1,87 @@
+"""Ensemble predictions: shapes, consistency between views, intervals, member selection."""
+
+import numpy as np
+import pytest
+
+import deepens
+
+
+def test_regression_prediction_views_agree(small_regression_ensemble, cubic_data):
+    x, y = cubic_data
+    p = small_regression_ensemble.predict(x)
+    assert p.mean.shape == p.std.shape == (40,)
+    assert p.member_means.shape == (3, 40)
+    np.testing.assert_allclose(p.variance, p.uncertainty.aleatoric + p.uncertainty.epistemic, rtol=1e-6)
+    np.testing.assert_allclose(p.std**2, p.variance, rtol=1e-5)
+    lower, upper = p.interval(0.9)
+    assert np.all(np.asarray(lower) < np.asarray(p.mean)) and np.all(np.asarray(p.mean) < np.asarray(upper))
+    np.testing.assert_allclose(p.cdf(lower), 0.05, atol=1e-4)
+    np.testing.assert_allclose(p.cdf(upper), 0.95, atol=1e-4)
+    assert p.nll(y).shape == p.gaussian_nll(y).shape == (40,)
+
+
+def test_ninety_percent_intervals_cover_about_ninety_percent_of_fresh_data(small_regression_ensemble):
+    from deepens.data import toy
+
+    x, y = toy.cubic(4000, seed=99)
+    lower, upper = small_regression_ensemble.predict(x).interval(0.9)
+    coverage = float(np.mean((np.asarray(lower) <= y / 30) & (y / 30 <= np.asarray(upper))))
+    assert 0.8 < coverage < 0.97
+
+
+def test_one_member_ensemble_is_that_member(small_regression_ensemble, cubic_data):
+    x, y = cubic_data
+    one = small_regression_ensemble.select([1])
+    p, full = one.predict(x), small_regression_ensemble.predict(x)
+    np.testing.assert_array_equal(p.mean, full.member_means[1])
+    np.testing.assert_allclose(p.variance, full.member_variances[1], rtol=1e-6)
+    np.testing.assert_allclose(p.nll(y), p.gaussian_nll(y), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(p.uncertainty.epistemic, 0.0)
+
+
+def test_prediction_does_not_depend_on_batch_size_or_padding(small_regression_ensemble):
+    x = np.linspace(-6, 6, 1000, dtype=np.float32)[:, None]
+    whole = np.asarray(small_regression_ensemble.predict(x).mean)
+    parts = np.concatenate([np.asarray(small_regression_ensemble.predict(x[i : i + 37]).mean) for i in range(0, 1000, 37)])
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_prediction_in_chunks(small_regression_ensemble, monkeypatch):
+    from deepens import ensemble as module
+
+    x = np.linspace(-6, 6, 100, dtype=np.float32)[:, None]
+    whole = np.asarray(small_regression_ensemble.predict(x).mean)
+    monkeypatch.setattr(module, "PREDICT_CHUNK", 16)
+    np.testing.assert_allclose(np.asarray(small_regression_ensemble.predict(x).mean), whole, rtol=1e-6)
+
+
+def test_classification_prediction(small_classifier, spiral_data):
+    x, y = spiral_data
+    p = small_classifier.predict(x)
+    assert p.probs.shape == (len(x), 3) and p.member_probs.shape == (3, len(x), 3)
+    np.testing.assert_allclose(p.probs, np.asarray(p.member_probs).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(p.uncertainty.total, p.entropy, rtol=1e-6)
+    np.testing.assert_allclose(p.log_prob(y), np.log(np.asarray(p.probs)[np.arange(len(y)), y]), rtol=1e-4, atol=1e-5)
+    assert np.all((np.asarray(p.confidence) >= 1 / 3) & (np.asarray(p.confidence) <= 1))
+
+
+def test_knowledge_uncertainty_is_higher_far_from_the_data(small_classifier):
+    p_near = small_classifier.predict(np.zeros((1, 2), np.float32) + 0.5)
+    p_far = small_classifier.predict(np.array([[8.0, -8.0]], np.float32))
+    assert float(p_far.uncertainty.knowledge[0]) > float(p_near.uncertainty.knowledge[0])
+
+
+def test_multi_target_regression(rng):
+    x = rng.normal(size=(50, 2)).astype(np.float32)
+    y = np.stack([x[:, 0], -x[:, 1]], 1)
+    ensemble = deepens.fit(x, y, hidden=(8,), members=2, epochs=5, progress=False)
+    p = ensemble.predict(x)
+    assert p.mean.shape == (50, 2) and p.member_means.shape == (2, 50, 2)
+    assert p.nll(y).shape == (50,)
+    lower, upper = p.interval(0.5)
+    assert lower.shape == (50, 2)
+
+
+def test_select_rejects_an_empty_selection(small_regression_ensemble):
+    with pytest.raises(ValueError):
+        small_regression_ensemble.select([])

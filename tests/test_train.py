@@ -1,0 +1,223 @@
+"""The compiled ensemble trainer: vectorised equals sequential, reproducibility, batching semantics."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import deepens
+from deepens import train
+from deepens.models import MLP, as_model
+
+
+def _leaves(tree):
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+
+
+def _assert_trees_close(a, b, **tol):
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, **tol)
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(37, 3)).astype(np.float32)  # 37 rows: the last minibatch of 8 is partial
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=37)).astype(np.float32)
+    return x, y
+
+
+COMMON = dict(hidden=(8,), epochs=4, batch_size=8, learning_rate=0.01, progress=False)
+
+
+def test_members_trained_together_equal_members_trained_alone(regression_data):
+    x, y = regression_data
+    together = deepens.fit(x, y, members=3, seed=11, adversarial=deepens.FGSM(0.05), **COMMON)
+    for m in range(3):
+        alone = deepens.fit(x, y, member_ids=[m], seed=11, adversarial=deepens.FGSM(0.05), **COMMON)
+        _assert_trees_close(together.select([m]).params, alone.params, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(together.history[:, m], alone.history[:, 0], rtol=1e-5)
+
+
+def test_same_seed_gives_bitwise_identical_members(regression_data):
+    x, y = regression_data
+    a = deepens.fit(x, y, members=2, seed=5, **COMMON)
+    b = deepens.fit(x, y, members=2, seed=5, **COMMON)
+    for u, v in zip(_leaves(a.params), _leaves(b.params), strict=True):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(a.history, b.history)
+
+
+def test_members_differ_and_seeds_differ(regression_data):
+    x, y = regression_data
+    ensemble = deepens.fit(x, y, members=2, seed=5, **COMMON)
+    first, second = (_leaves(ensemble.select([m]).params) for m in (0, 1))
+    assert all(not np.allclose(u, v) for u, v in zip(first, second))
+    other = deepens.fit(x, y, members=2, seed=6, **COMMON)
+    assert not np.allclose(_leaves(ensemble.params)[0], _leaves(other.params)[0])
+
+
+def test_a_smaller_ensemble_is_a_prefix_of_a_larger_one(regression_data):
+    x, y = regression_data
+    small = deepens.fit(x, y, members=2, seed=2, **COMMON)
+    large = deepens.fit(x, y, members=4, seed=2, **COMMON)
+    _assert_trees_close(small.params, large.select([0, 1]).params, rtol=1e-5, atol=1e-6)
+
+
+def _linear_model():
+    init = lambda key, x: {"w": jax.random.normal(key, (x.shape[1], 1)) * 0.1, "b": jnp.zeros(2)}  # noqa: E731
+    apply = lambda p, x: jnp.concatenate([x @ p["w"] + p["b"][0], jnp.zeros((len(x), 1)) + p["b"][1]], -1)  # noqa: E731
+    return init, apply
+
+
+def _reference_epochs(x, y, w, b, *, seed, member_id, epochs, batch_size, lr):
+    """Plain numpy SGD on the Gaussian NLL with per-batch means, the data order drawn as deepens does."""
+    rng = np.random.default_rng([seed, member_id])
+    n = len(x)
+    w, b = w.astype(np.float64).copy(), b.astype(np.float64).copy()
+    for _ in range(epochs):
+        order = rng.permuted(np.arange(n, dtype=np.int32)[None], axis=1)[0] if batch_size < n else np.arange(n)
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            xb, yb = x[rows].astype(np.float64), y[rows].astype(np.float64)
+            mu = xb @ w[:, 0] + b[0]
+            s = np.log1p(np.exp(b[1])) + 1e-6
+            resid = (mu - yb) / s**2
+            dmu = resid / len(rows)
+            ds = (1.0 / s - (mu - yb) ** 2 / s**3) / len(rows)
+            dsigmoid = 1.0 / (1.0 + np.exp(-b[1]))
+            w[:, 0] -= lr * xb.T @ dmu
+            b[0] -= lr * dmu.sum()
+            b[1] -= lr * (ds.sum() * dsigmoid)
+    return w, b
+
+
+@pytest.mark.parametrize("batch_size", [8, 37], ids=["minibatch-with-partial-last-batch", "full-batch"])
+def test_minibatch_semantics_match_a_plain_sgd_reference(regression_data, batch_size):
+    x, y = regression_data
+    ensemble = deepens.fit(
+        x, y, model=_linear_model(), members=2, epochs=3, batch_size=batch_size,
+        optimizer=optax.sgd(0.05), seed=4, progress=False,
+    )
+    start = ensemble.model.init(jax.random.fold_in(train.member_keys(4, [1])[0], 0), jnp.asarray(x[:1]))[0]
+    w, b = _reference_epochs(x, y, np.asarray(start["w"]), np.asarray(start["b"]), seed=4, member_id=1,
+                             epochs=3, batch_size=batch_size, lr=0.05)
+    trained = ensemble.select([1]).params
+    np.testing.assert_allclose(np.asarray(trained["w"][0]), w, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(trained["b"][0]), b, rtol=2e-4, atol=2e-5)
+
+
+def test_chunking_epochs_into_calls_does_not_change_the_result(regression_data):
+    x, y = regression_data
+    model = as_model(MLP((8,), 2))
+    keys = train.member_keys(0, [0, 1])
+    params, state = train.init_members(model, keys, jnp.asarray(x[:1]))
+    results = []
+    for chunk in (1, 2, 4):
+        program = train.Program(model, deepens.Gaussian(), "nll", train.make_optimizer(0.01), None, 8, chunk, True)
+        trained, _, history, _ = train.train_members(
+            program, params, state, x, y[:, None], epochs=4, seed=0, member_ids=[0, 1], scale=np.ones(3, np.float32)
+        )
+        results.append((trained, history))
+    for trained, history in results[1:]:
+        _assert_trees_close(trained, results[0][0], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(history, results[0][1], rtol=1e-6)
+
+
+def test_independent_data_sets_side_by_side_equal_separate_fits(regression_data):
+    x, y = regression_data
+    x2, y2 = x[::-1] * 2.0, y[::-1] + 1.0
+    model = as_model(MLP((8,), 2))
+    program = train.Program(model, deepens.Gaussian(), "nll", train.make_optimizer(0.01), None, 8, 1, False)
+    shared = dataclasses.replace(program, shared_data=True)
+    keys = train.member_keys(0, [0, 1])
+    params, state = train.init_members(model, keys, jnp.asarray(x[:1]))
+    stacked_x, stacked_y = np.stack([x, x2]), np.stack([y, y2])[..., None]
+    both, *_ = train.train_members(program, params, state, stacked_x, stacked_y, epochs=2, seed=0,
+                                   member_ids=[0, 1], scale=np.ones((2, 3), np.float32))
+    for m, (xm, ym) in enumerate(((x, y), (x2, y2))):
+        single = jax.tree.map(lambda leaf: leaf[m : m + 1], (params, state))
+        alone, *_ = train.train_members(shared, *single, xm, ym[:, None], epochs=2, seed=0, member_ids=[m],
+                                        scale=np.ones(3, np.float32))
+        _assert_trees_close(jax.tree.map(lambda leaf: leaf[m : m + 1], both), alone, rtol=1e-5, atol=1e-6)
+
+
+def test_fgsm_with_zero_eps_trains_like_plain_nll(regression_data):
+    x, y = regression_data
+    plain = deepens.fit(x, y, members=2, seed=1, **COMMON)
+    zero = deepens.fit(x, y, members=2, seed=1, adversarial=deepens.FGSM(0.0), **COMMON)
+    _assert_trees_close(plain.params, zero.params, rtol=1e-5, atol=1e-6)
+
+
+def test_adversarial_training_changes_the_result(regression_data):
+    x, y = regression_data
+    plain = deepens.fit(x, y, members=1, seed=1, **COMMON)
+    for adversarial in ("fgsm", "vat"):
+        other = deepens.fit(x, y, members=1, seed=1, adversarial=adversarial, eps=0.1, **COMMON)
+        assert not np.allclose(_leaves(plain.params)[0], _leaves(other.params)[0])
+        assert np.all(np.isfinite(other.history))
+
+
+def test_training_lowers_the_loss_and_fits_the_cubic(cubic_data, small_regression_ensemble):
+    x, y = cubic_data
+    history = small_regression_ensemble.history
+    assert history.shape == (300, 3)
+    assert np.all(history[-1] < history[0] - 1.0)
+    prediction = small_regression_ensemble.predict(x)
+    rmse = float(np.sqrt(np.mean((np.asarray(prediction.mean) - y) ** 2)))
+    assert rmse < 0.15  # the noise standard deviation is 0.1
+    # The Gaussian head learned the noise level it was never told.
+    assert 0.06 < float(np.mean(np.asarray(prediction.std))) < 0.15
+
+
+def test_classifier_learns_the_spirals(spiral_data, small_classifier):
+    x, y = spiral_data
+    prediction = small_classifier.predict(x)
+    assert float(np.mean(np.asarray(prediction.label) == y)) > 0.8
+    np.testing.assert_allclose(np.asarray(prediction.probs).sum(-1), 1.0, rtol=1e-5)
+
+
+class _BatchNormNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dense(8)(x)
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        return nn.Dense(2)(nn.relu(x))
+
+
+def test_flax_module_with_batch_norm_state(regression_data):
+    x, y = regression_data
+    ensemble = deepens.fit(x, y, model=_BatchNormNet(), members=2, seed=0, **COMMON)
+    stats = ensemble.state["batch_stats"]["BatchNorm_0"]
+    assert stats["mean"].shape == (2, 8)
+    assert not np.allclose(np.asarray(stats["mean"]), 0.0)  # running statistics were updated in training
+    # Evaluation uses the running statistics: one row alone gets the same prediction as in a batch.
+    full = np.asarray(ensemble.predict(x).mean)
+    alone = np.asarray(ensemble.predict(x[:1]).mean)
+    np.testing.assert_allclose(alone, full[:1], rtol=1e-5, atol=1e-5)
+
+
+def test_model_output_width_must_fit_the_head(regression_data):
+    x, y = regression_data
+    with pytest.raises(ValueError, match="needs 2"):
+        deepens.fit(x, y, model=MLP((4,), 3), members=1, **COMMON)
+
+
+def test_compiled_program_is_reused_across_fits(regression_data):
+    x, y = regression_data
+    first = deepens.fit(x, y, members=2, seed=21, **COMMON)
+    again = deepens.fit(x, y, members=2, seed=22, **COMMON)
+    assert first.timings is not None and again.timings is not None
+    assert again.timings.compile_s < 0.5 * max(first.timings.compile_s, 1e-3) or again.timings.compile_s < 0.2
+
+
+def test_epochs_per_call_divides_the_epochs():
+    for epochs in (1, 7, 40, 300, 600):
+        chunk = train.epochs_per_call(epochs, steps_per_epoch=1)
+        assert epochs % chunk == 0 and epochs // chunk >= min(epochs, 25)
+    assert train.epochs_per_call(600, steps_per_epoch=1) == 24
+    assert train.epochs_per_call(40, steps_per_epoch=400) == 1

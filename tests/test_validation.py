@@ -1,0 +1,92 @@
+"""Bad input fails early with a ValueError naming the problem, before anything is compiled or trained."""
+
+import numpy as np
+import pytest
+
+import deepens
+from deepens import train
+
+X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+Y = X.sum(1)
+LABELS = np.arange(20) % 3
+FIT = dict(hidden=(4,), epochs=2, progress=False)
+
+
+def _nan_at(a, index):
+    a = np.array(a, dtype=np.float32)
+    a[index] = np.nan
+    return a
+
+
+def _inf_at(a, index):
+    a = np.array(a, dtype=np.float32)
+    a[index] = np.inf
+    return a
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(x=_nan_at(X, (4, 1)), y=Y), r"x contains NaN or inf in row 4"),
+        (dict(x=_inf_at(X, (7, 0)), y=Y), r"x contains NaN or inf in row 7"),
+        (dict(x=X, y=_nan_at(Y, 3)), r"y contains NaN or inf in row 3"),
+        (dict(x=X, y=_inf_at(Y, 9)), r"y contains NaN or inf in row 9"),
+        (dict(x=X, y=Y[:-1]), r"x has 20 examples but y has 19"),
+        (dict(x=X[:0], y=Y[:0]), r"empty"),
+        (dict(x=X[:, 0], y=Y), r"2-D"),
+        (dict(x=X, y=Y, members=0), r"members must be an integer >= 1"),
+        (dict(x=X, y=Y, members=2.5), r"members must be an integer >= 1"),
+        (dict(x=X, y=Y, epochs=0), r"epochs must be an integer >= 1"),
+        (dict(x=X, y=Y, batch_size=0), r"batch_size must be an integer >= 1"),
+        (dict(x=X, y=Y, adversarial="fgsm", eps=-0.01), r"eps must be a finite number >= 0"),
+        (dict(x=X, y=Y, head="student"), r"unknown head"),
+        (dict(x=X, y=Y, loss="brier"), r"gaussian head is trained with loss 'nll'"),
+        (dict(x=X, y=Y, member_ids=[0, 0]), r"member_ids must be distinct"),
+        (dict(x=[["a", "b", "c"]] * 20, y=Y), r"x must be numeric"),
+        (dict(x=X, y=LABELS, head="categorical", num_classes=2), r"outside \[0, 2\) in rows 2, 5, 8"),
+        (dict(x=X, y=LABELS - 1, head="categorical"), r"outside \[0, 2\) in rows 0, 3, 6"),
+        (dict(x=X, y=LABELS + 0.5, head="categorical"), r"non-integer"),
+        (dict(x=X, y=np.zeros(20, int), head="categorical"), r"at least 2 classes"),
+    ],
+)
+def test_bad_training_input_raises_before_anything_is_compiled(kwargs, message):
+    compiled_before = len(train._EXECUTABLES)
+    with pytest.raises(ValueError, match=message):
+        deepens.fit(**{**FIT, **kwargs})
+    assert len(train._EXECUTABLES) == compiled_before
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return deepens.fit(X, Y, members=2, **FIT)
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (X[:, :2], r"2 features per example, but the model was trained on 3"),
+        (np.ones((5, 4)), r"4 features per example, but the model was trained on 3"),
+        (_nan_at(X, (2, 2)), r"NaN or inf in row 2"),
+        (X[:0], r"empty"),
+        (X[0], r"2-D"),
+    ],
+)
+def test_bad_prediction_input(ensemble, x, message):
+    with pytest.raises(ValueError, match=message):
+        ensemble.predict(x)
+
+
+def test_many_bad_rows_are_summarised():
+    x = np.array(X)
+    x[::2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"rows 0, 2, 4, 6, 8, 10, 12, 14, 16, 18"):
+        deepens.fit(x, Y, **FIT)
+    x = np.full((30, 3), np.nan, np.float32)
+    with pytest.raises(ValueError, match=r"and 20 more"):
+        deepens.fit(x, np.zeros(30), **FIT)
+
+
+def test_prediction_targets_are_checked(ensemble):
+    prediction = ensemble.predict(X)
+    with pytest.raises(ValueError, match="shape"):
+        prediction.nll(Y[:5])
