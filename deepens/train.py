@@ -7,14 +7,16 @@ permutation on XLA:CPU) and updates the progress bar; the program is compiled on
 loss, optimizer and data shape, and reused by every chunk and every later fit of the same shapes.
 
 Reproducibility: member ``i`` of a fit with seed ``s`` starts from the key ``fold_in(PRNGKey(s), i)``
-and sees its data in the order drawn by ``numpy.random.default_rng([s, i])``, so it is the same network
-whatever the ensemble's size, and training M members together equals training each alone.
+and sees its data, in epoch ``e``, in the order drawn by ``numpy.random.default_rng([s, i, e])``, so it is
+the same network whatever the ensemble's size, training M members together equals training each alone,
+and a run resumed from a checkpoint ends where an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from typing import Any, Callable, Sequence
 
@@ -168,14 +170,18 @@ def run_epochs(
     return train(carry, keys, first_epoch, order, weights, x, y, scale)
 
 
-def epochs_per_call(epochs: int, steps_per_epoch: int) -> int:
-    """Epochs per compiled call: the largest divisor of ``epochs`` that still leaves about 25 calls (so the
-    progress bar moves) and keeps each call near 25 or more steps (so dispatch stays cheap)."""
+def epochs_per_call(epochs: int, steps_per_epoch: int, checkpoint_every: int | None = None) -> int:
+    """Epochs per compiled call: the largest divisor of ``epochs`` (and of ``checkpoint_every``) that still
+    leaves about 25 calls, so the progress bar moves; one epoch when an epoch has 25 steps or more, as
+    dispatch is then already cheap next to the work."""
+    if steps_per_epoch >= 25:
+        return 1
+    period = math.gcd(epochs, checkpoint_every) if checkpoint_every else epochs
     best = 1
-    for chunk in range(1, epochs + 1):
-        if epochs % chunk == 0 and epochs // chunk >= min(epochs, 25):
+    for chunk in range(1, period + 1):
+        if period % chunk == 0 and epochs // chunk >= min(epochs, 25):
             best = chunk
-    return best if steps_per_epoch < 25 else 1
+    return best
 
 
 def _batch_layout(n: int, batch_size: int) -> tuple[int, np.ndarray]:
@@ -187,16 +193,19 @@ def _batch_layout(n: int, batch_size: int) -> tuple[int, np.ndarray]:
 
 
 def _draw_order(
-    rngs: Sequence[np.random.Generator], epochs: int, n: int, steps: int, batch_size: int
+    seed: int, member_ids: Sequence[int], epochs: Sequence[int], n: int, steps: int, batch_size: int
 ) -> np.ndarray:
-    """Row order ``(M, E, S, B)`` int32: a fresh permutation per member and epoch, its last batch padded
-    with the permutation's first rows (which carry weight 0)."""
-    order = np.empty((len(rngs), epochs, steps * batch_size), np.int32)
-    for m, rng in enumerate(rngs):
-        perms = rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int32), (epochs, n)), axis=1)
-        order[m, :, :n] = perms
-        order[m, :, n:] = perms[:, : steps * batch_size - n]
-    return order.reshape(len(rngs), epochs, steps, batch_size)
+    """Row order ``(M, E, S, B)`` int32 for the given epochs: member ``i`` sees, in epoch ``e``, the
+    permutation drawn by ``default_rng([seed, i, e])`` (so any epoch's order can be redrawn on resume),
+    its last batch padded with the permutation's first rows (which carry weight 0)."""
+    order = np.empty((len(member_ids), len(epochs), steps * batch_size), np.int32)
+    rows = np.arange(n, dtype=np.int32)
+    for m, member in enumerate(member_ids):
+        for e, epoch in enumerate(epochs):
+            perm = np.random.default_rng([seed, int(member), int(epoch)]).permutation(rows)
+            order[m, e, :n] = perm
+            order[m, e, n:] = perm[: steps * batch_size - n]
+    return order.reshape(len(member_ids), len(epochs), steps, batch_size)
 
 
 def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:
@@ -219,6 +228,23 @@ def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
     return executable, seconds
 
 
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Everything needed to continue training to the same result as an uninterrupted run.
+
+    Attributes:
+      params, state, opt_state: the members' parameters, model state and optimizer state (leading axis M).
+      epoch: epochs completed.
+      history: training loss so far, ``(epoch, M)``.
+    """
+
+    params: Any
+    state: Any
+    opt_state: Any
+    epoch: int
+    history: np.ndarray
+
+
 def train_members(
     program: Program,
     params: Any,
@@ -231,6 +257,9 @@ def train_members(
     member_ids: Sequence[int],
     scale: Array,
     mesh: Mesh | None = None,
+    resume: Checkpoint | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: bool = False,
     description: str = "training",
 ) -> tuple[Any, Any, np.ndarray, Timings]:
@@ -238,7 +267,7 @@ def train_members(
 
     Args:
       program: the static description of the training program (its ``epochs_per_call`` must divide
-        ``epochs``).
+        ``epochs``, ``checkpoint_every`` and the resumed epoch).
       params, state: stacked member parameters and model state, leading axis M.
       x, y: training data ``(N, ...)`` shared by all members, or ``(M, N, ...)`` when
         ``program.shared_data`` is False (independent data sets trained side by side, e.g. UCI splits).
@@ -247,6 +276,8 @@ def train_members(
       scale: per-feature multiplier of the adversarial eps, ``(D,)`` or ``(M, D)``.
       mesh: a ``members`` mesh (see :mod:`deepens.devices`) whose size divides M, to split the members
         over devices; None keeps everything on the default device.
+      resume: continue from this checkpoint (``params`` and ``state`` are then ignored).
+      checkpoint_every, on_checkpoint: call ``on_checkpoint`` after every ``checkpoint_every`` epochs.
     Returns:
       Trained ``params``, ``state``, the loss history ``(epochs, M)`` and the timings.
     """
@@ -256,14 +287,24 @@ def train_members(
     batch_size = n if full_batch else program.batch_size
     steps, weights = _batch_layout(n, batch_size)
     chunk = program.epochs_per_call
-    if epochs % chunk:
-        raise ValueError(f"epochs_per_call={chunk} must divide epochs={epochs}")
+    first_epoch = 0 if resume is None else resume.epoch
+    for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("the resumed epoch", first_epoch)):
+        if value and value % chunk:
+            raise ValueError(f"epochs_per_call={chunk} must divide {name}={value}")
+    if first_epoch > epochs:
+        raise ValueError(f"cannot resume at epoch {first_epoch} of a {epochs}-epoch run")
+    if resume is not None and jax.tree.leaves(resume.params)[0].shape[0] != members:
+        raise ValueError(
+            f"the checkpoint holds {jax.tree.leaves(resume.params)[0].shape[0]} members but this run trains "
+            f"{members} (members, and the padding to fill the devices, must match the interrupted run)"
+        )
     if mesh is not None and members % mesh.size:
         raise ValueError(f"{members} members cannot be split evenly over {mesh.size} devices")
-    rngs = [np.random.default_rng([seed, int(i)]) for i in member_ids]
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(member_keys(seed, member_ids))
-    opt_state = jax.jit(jax.vmap(program.optimizer.init))(params)
-    carry = (params, state, opt_state)
+    if resume is None:
+        carry = (params, state, jax.jit(jax.vmap(program.optimizer.init))(params))
+    else:
+        carry = (resume.params, resume.state, resume.opt_state)
     data = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale))
     weights = jnp.asarray(weights)
     per_member = lambda tree: tree  # noqa: E731
@@ -274,20 +315,27 @@ def train_members(
         weights = devices_module.replicate(weights, mesh)
     x, y, scale = data
 
-    def order_for_next_chunk() -> Array | None:
-        return None if full_batch else per_member(jnp.asarray(_draw_order(rngs, chunk, n, steps, batch_size)))
+    def order_for(first: int) -> Array | None:
+        if full_batch:
+            return None
+        return per_member(jnp.asarray(_draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size)))
 
-    order = order_for_next_chunk()
+    order = order_for(first_epoch)
     executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale)
     history = np.empty((epochs, members), np.float32)
+    if resume is not None:
+        history[:first_epoch] = resume.history[:first_epoch]
     start = time.perf_counter()
-    with _progress_bar(progress, description, epochs) as advance:
-        for first in range(0, epochs, chunk):
+    with _progress_bar(progress, description, epochs, first_epoch) as advance:
+        for first in range(first_epoch, epochs, chunk):
             carry, losses = executable(carry, keys, jnp.int32(first), order, weights, x, y, scale)
             if first + chunk < epochs:
-                order = order_for_next_chunk()  # drawn on the host while the device trains
-            history[first : first + chunk] = np.asarray(losses).T
-            advance(chunk, float(np.mean(history[first + chunk - 1])))
+                order = order_for(first + chunk)  # drawn on the host while the device trains
+            done = first + chunk
+            history[first:done] = np.asarray(losses).T
+            advance(chunk, float(np.mean(history[done - 1])))
+            if on_checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+                on_checkpoint(Checkpoint(*carry, epoch=done, history=history[:done].copy()))
     jax.block_until_ready(carry)
     params, state, _ = carry
     return params, state, history, Timings(compile_s=compile_s, train_s=time.perf_counter() - start)
@@ -296,8 +344,8 @@ def train_members(
 class _progress_bar:
     """A rich progress bar over epochs showing the members' mean loss; a no-op when disabled."""
 
-    def __init__(self, enabled: bool, description: str, epochs: int) -> None:
-        self.enabled, self.description, self.epochs = enabled, description, epochs
+    def __init__(self, enabled: bool, description: str, epochs: int, completed: int = 0) -> None:
+        self.enabled, self.description, self.epochs, self.completed = enabled, description, epochs, completed
 
     def __enter__(self) -> Callable[[int, float], None]:
         if not self.enabled:
@@ -313,7 +361,7 @@ class _progress_bar:
             transient=False,
         )
         self.bar.start()
-        task = self.bar.add_task(self.description, total=self.epochs, loss=float("nan"))
+        task = self.bar.add_task(self.description, total=self.epochs, completed=self.completed, loss=float("nan"))
         return lambda advance, loss: self.bar.update(task, advance=advance, loss=loss)
 
     def __exit__(self, *exc: Any) -> None:
@@ -342,6 +390,9 @@ def fit(
     seed: int = 0,
     member_ids: Sequence[int] | None = None,
     devices: int | Sequence[jax.Device] | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    resume: Checkpoint | None = None,
     progress: bool = True,
     description: str = "training",
 ) -> Ensemble:
@@ -366,6 +417,10 @@ def fit(
       devices: split the members over these devices (default: all that JAX sees, at most one per
         member). When M is not a multiple of their number, extra members are trained alongside and
         dropped, and the progress bar says so.
+      checkpoint_every, on_checkpoint: hand a :class:`Checkpoint` to ``on_checkpoint`` after every
+        ``checkpoint_every`` epochs.
+      resume: continue from such a checkpoint, with the same data and settings, to the same result as an
+        uninterrupted run.
       progress: show a progress bar over epochs with the current mean loss.
     Returns:
       The trained :class:`~deepens.ensemble.Ensemble`; its ``history`` holds the loss per epoch and member,
@@ -401,11 +456,15 @@ def fit(
     _check_output_width(model, params, state, features, head, size)
     init_s = time.perf_counter() - start
     steps = -(-n // batch)
-    program = Program(model, head, loss, optimizer, adversarial, batch, epochs_per_call(epochs, steps), True)
+    if checkpoint_every is not None:
+        validation.positive_int("checkpoint_every", checkpoint_every)
+    chunk = epochs_per_call(epochs, steps, checkpoint_every)
+    program = Program(model, head, loss, optimizer, adversarial, batch, chunk, True)
     scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
     params, state, history, timings = train_members(
         program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
-        scale=scale, mesh=mesh if mesh.size > 1 else None, progress=progress, description=description,
+        scale=scale, mesh=mesh if mesh.size > 1 else None, resume=resume, checkpoint_every=checkpoint_every,
+        on_checkpoint=on_checkpoint, progress=progress, description=description,
     )
     if len(trained_ids) > len(ids):
         keep = lambda leaf: leaf[: len(ids)]  # noqa: E731
