@@ -493,8 +493,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         if len(unseen):
             labels = ", ".join(repr(v) for v in dict.fromkeys(y[unseen].tolist()))
             raise ValueError(
-                f"y has classes the model never saw in training: {labels} (rows {', '.join(map(str, unseen[:10]))}"
-                f"{' ...' if len(unseen) > 10 else ''}); it knows {list(self.classes_.tolist())}"
+                f"y has classes the model never saw in training: {labels} in "
+                f"{validation._describe_rows(unseen)}; it knows {self.classes_.tolist()}"
             )
         return index
 
