@@ -249,7 +249,65 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    raise CommandError("evaluate needs the deepens.metrics package, which is not in this build yet")
+    import json
+
+    import numpy as np
+
+    from deepens import io, metrics, plots, tables
+
+    model, metadata = _load_model(args.model)
+    source = str(args.data)
+    target = args.target or metadata.get("target")
+    if not target:
+        raise CommandError("the model does not record its target column: name it with --target")
+    frame = tables.read_table(args.data)
+    tables.require_columns(frame, [target], "target", source)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CommandError(f"--out {args.out} is a file, not a folder")
+    frame, x = _model_inputs(model, metadata, frame, args, source, also_check=[target])
+    classifier = hasattr(model, "classes_")
+    if classifier:
+        _check_known_classes(model, frame, target, source)
+        labels = _as_model_labels(model, tables.labels(frame[target]))
+        summary = model.evaluate(x, labels, bins=args.bins)
+        figure = plots.reliability_figure(
+            metrics.reliability_diagram(model.encode_labels(labels), model.predict_proba(x), bins=args.bins),
+            title=f"{Path(args.model).name} on {Path(source).name}",
+        )
+        shown = ("accuracy", "nll", "brier_per_class", "brier_summed", "ece", "mce")
+    else:
+        y = tables.regression_target(frame[target], source)
+        levels = tuple(sorted({0.5, 0.95, round(args.level, 6)}))
+        summary = model.evaluate(x, y, levels=levels)
+        figure = plots.regression_calibration_figure(model.predict_cdf(x, y),
+                                                     title=f"{Path(args.model).name} on {Path(source).name}")
+        shown = ("rmse", "nll", "nll_mixture", "crps", "mae", *(f"coverage_{v:g}" for v in levels),
+                 "miscalibration_area")
+    _print_metrics(summary, shown, f"{len(x)} rows of {source}, target {target!r}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"model": str(args.model), "data": source, "target": target, "rows": len(x),
+                  "task": "classification" if classifier else "regression",
+                  "metrics": {k: (None if not np.isfinite(v) else v) for k, v in summary.items()}}
+        io.atomic_file(out / "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        io.atomic_file(out / "calibration.png", lambda p: figure.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+        print(f"wrote {out / 'metrics.json'} and {out / 'calibration.png'}")
+    return 0
+
+
+def _print_metrics(summary: dict[str, float], shown: Sequence[str], caption: str) -> None:
+    """The metrics as a table on stdout: the headline ones first, then the rest."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="deepens evaluate", caption=caption)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in [*shown, *(k for k in summary if k not in shown)]:
+        if key in summary:
+            table.add_row(key, f"{summary[key]:.4f}")
+    Console(width=100).print(table)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL_DIR")
     evaluate.add_argument("data", metavar="DATA", help="a .csv or .parquet file with the features and the target")
     evaluate.add_argument("--out", metavar="DIR", help="write metrics.json and calibration.png here")
-    evaluate.add_argument("--level", type=_level, default=0.9, help="interval probability for coverage (default: 0.9)")
+    evaluate.add_argument("--target", metavar="COLUMN", help="the target column (default: the one trained on)")
+    evaluate.add_argument("--level", type=_level, default=0.9,
+                          help="regression: an extra central-interval level for coverage (0.5 and 0.95 always)")
+    evaluate.add_argument("--bins", type=int, default=15, help="classification: calibration bins (default: 15)")
     _common_table_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
     return parser

@@ -35,7 +35,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -148,6 +148,26 @@ def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays:
             os.rename(old, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def atomic_file(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Create or replace the file ``path`` atomically: ``write(temporary)`` fills a hidden file in the
+    same folder, which is flushed and renamed over ``path``; on any failure it is removed and ``path``
+    is untouched."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: no such folder")
+    temporary = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        write(temporary)
+        with open(temporary, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

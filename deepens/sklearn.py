@@ -378,6 +378,25 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         y_std = y_std[:, 0] if self.ensemble_.squeeze_target else y_std
         return np.asarray(prediction.nll(y_std), np.float64) + float(np.sum(np.log(self.y_scale_)))
 
+    def predict_cdf(self, X: Any, y: Any) -> np.ndarray:
+        """The mixture's CDF at ``y`` per row (``(N,)`` or ``(N, T)``): probability integral transform
+        values, uniform on [0, 1] for a calibrated model. A CDF is unchanged by the standardisation."""
+        prediction = self._distribution(X)
+        y = np.asarray(y, np.float64)
+        y_std = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
+        y_std = y_std[:, 0] if self.ensemble_.squeeze_target else y_std
+        return np.asarray(prediction.cdf(y_std), np.float64)
+
+    def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.9, 0.95)) -> dict[str, float]:
+        """Every regression metric of :func:`deepens.metrics.evaluate` on ``(X, y)``, in the user's units:
+        ``nll`` (moment-matched Gaussian, the paper's), ``nll_mixture``, ``rmse``, ``mae``, ``crps``,
+        ``coverage_<level>`` of the central intervals and ``miscalibration_area``."""
+        from deepens import metrics
+
+        prediction = self._distribution(X)
+        return metrics.evaluate(prediction, np.asarray(y, np.float64), target_shift=self.y_mean_,
+                                target_scale=self.y_scale_, levels=levels)
+
     def _fitted_json(self) -> dict[str, Any]:
         return {**super()._fitted_json(), "y_mean_": self.y_mean_.tolist(), "y_scale_": self.y_scale_.tolist()}
 
@@ -502,6 +521,15 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         """Per-row negative log-probability of the true class under the ensemble, ``(N,)`` in nats."""
         index = self.encode_labels(y)
         return np.asarray(self._distribution(X).nll(jnp.asarray(index, jnp.int32)), np.float64)
+
+    def evaluate(self, X: Any, y: Any, *, bins: int = 15) -> dict[str, float]:
+        """Every classification metric of :func:`deepens.metrics.evaluate` on ``(X, y)``: ``accuracy``,
+        ``error``, ``nll``, ``brier_summed``, ``brier_per_class`` (the paper's), ``ece``/``mce`` with
+        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins."""
+        from deepens import metrics
+
+        index = self.encode_labels(y)
+        return metrics.evaluate(self._distribution(X), index, bins=bins)
 
     def _fitted_json(self) -> dict[str, Any]:
         return {**super()._fitted_json(), "classes_": _labels_to_json(self.classes_)}

@@ -8,8 +8,6 @@ among the data rows, counted from 1 (the header of a CSV file is not a data row)
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -48,26 +46,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` as CSV or Parquet (by the extension) atomically: to a hidden temporary file in the
-    same folder, then renamed, so ``path`` is either the complete new table or untouched."""
+    """Write ``frame`` as CSV or Parquet (by the extension) atomically (see :func:`deepens.io.atomic_file`):
+    ``path`` is either the complete new table or untouched."""
+    from deepens.io import atomic_file
+
     path = Path(path)
-    kind = _kind(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name ending in .csv or .parquet")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent}: no such folder")
-    temporary = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        if kind == "csv":
-            frame.to_csv(temporary, index=False)
-        else:
-            frame.to_parquet(temporary, index=False)
-        with open(temporary, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    if _kind(path) == "csv":
+        return atomic_file(path, lambda temporary: frame.to_csv(temporary, index=False))
+    return atomic_file(path, lambda temporary: frame.to_parquet(temporary, index=False))
 
 
 def _first_line(err: BaseException) -> str:

@@ -1,6 +1,9 @@
 """The command line end to end on small CSV and Parquet files made here: train, predict, bad input
 (one line on stderr, exit code 2, nothing written), and a real kill and resume."""
 
+import contextlib
+import io as io_module
+import json
 import os
 import signal
 import subprocess
@@ -57,6 +60,17 @@ def regression_model(files, tmp_path_factory):
     return model
 
 
+@pytest.fixture(scope="module")
+def classification_model(files, tmp_path_factory):
+    """A classifier trained by the command line on the Parquet file, and what training said on stderr."""
+    model = tmp_path_factory.mktemp("models") / "flowers"
+    said = io_module.StringIO()
+    with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io_module.StringIO()):
+        code = cli.main([str(a) for a in ["train", files / "flowers.parquet", "--target", "species", "-o", model, *TRAIN]])
+    assert code == 0, said.getvalue()
+    return model, said.getvalue()
+
+
 def test_train_infers_regression_and_predict_writes_the_columns(capsys, files, regression_model, tmp_path):
     metadata = io.read_metadata(regression_model)
     assert metadata["task"] == "regression" and metadata["features"] == ["a", "b", "c"]
@@ -78,11 +92,9 @@ def test_train_infers_regression_and_predict_writes_the_columns(capsys, files, r
     assert np.corrcoef(table["mean"], frame["price"])[0, 1] > 0.9  # it learned, in the user's units
 
 
-def test_classification_on_parquet_with_text_labels(capsys, files, tmp_path):
-    model_dir = tmp_path / "flowers"
-    code, out, err = _run(capsys, "train", files / "flowers.parquet", "--target", "species", "-o", model_dir, *TRAIN)
-    assert code == 0, err
-    assert "task: classification" in err and "text labels" in err
+def test_classification_on_parquet_with_text_labels(capsys, files, classification_model, tmp_path):
+    model_dir, said = classification_model
+    assert "task: classification" in said and "text labels" in said
     code, out, err = _run(capsys, "predict", model_dir, files / "flowers.parquet", "-o", tmp_path / "p.parquet")
     assert code == 0, err
     table = pd.read_parquet(tmp_path / "p.parquet")
@@ -94,6 +106,39 @@ def test_classification_on_parquet_with_text_labels(capsys, files, tmp_path):
     assert np.all(table["knowledge"] >= 0) and np.all(table["entropy"] >= table["knowledge"] - 1e-9)
     truth = pd.read_parquet(files / "flowers.parquet")["species"]
     assert np.mean(table["predicted"] == truth) > 0.7
+
+
+def test_evaluate_prints_the_metrics_and_writes_the_figure(capsys, files, regression_model, tmp_path):
+    code, out, err = _run(capsys, "evaluate", regression_model, files / "houses.csv", "--out", tmp_path / "ev")
+    assert code == 0, err
+    for name in ("rmse", "nll", "crps", "coverage_0.9"):
+        assert name in out
+    record = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert record["task"] == "regression" and record["rows"] == 120 and record["target"] == "price"
+    frame = pd.read_csv(files / "houses.csv")
+    model = deepens.load(regression_model)
+    assert record["metrics"] == pytest.approx(model.evaluate(frame[["a", "b", "c"]], frame["price"]), rel=1e-12)
+    assert (tmp_path / "ev" / "calibration.png").stat().st_size > 10_000
+
+
+def test_evaluate_a_classifier_and_refuse_unseen_classes(capsys, files, classification_model, tmp_path):
+    model_dir, _ = classification_model
+    code, out, err = _run(capsys, "evaluate", model_dir, files / "flowers.parquet", "--out", tmp_path / "ev",
+                          "--bins", "10")
+    assert code == 0, err
+    for name in ("accuracy", "nll", "brier_per_class", "ece"):
+        assert name in out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
+    frame = pd.read_parquet(files / "flowers.parquet")
+    model = deepens.load(model_dir)
+    assert metrics["accuracy"] == pytest.approx(model.score(frame[["u", "v", "flag"]], frame["species"]))
+    assert (tmp_path / "ev" / "calibration.png").stat().st_size > 10_000
+    frame.loc[[3, 8], "species"] = "rose"
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    _assert_refused(capsys, tmp_path, ["evaluate", model_dir, tmp_path / "new.csv", "--out", tmp_path / "ev2"],
+                    "never saw in training: 'rose' in rows 4, 9", outputs=[tmp_path / "ev2"])
+    frame.drop(columns=["species"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    _assert_refused(capsys, tmp_path, ["evaluate", model_dir, tmp_path / "unlabelled.csv"], "no target column 'species'")
 
 
 @pytest.mark.parametrize("values, task, reason", [
@@ -185,9 +230,8 @@ def test_predict_refuses_bad_input_with_one_line(capsys, files, regression_model
     assert out.read_text() == "old"
 
 
-def test_predict_refuses_classes_never_seen_in_training(capsys, files, tmp_path):
-    model_dir = tmp_path / "flowers"
-    assert _run(capsys, "train", files / "flowers.parquet", "--target", "species", "-o", model_dir, *TRAIN)[0] == 0
+def test_predict_refuses_classes_never_seen_in_training(capsys, classification_model, tmp_path):
+    model_dir, _ = classification_model
     frame = _classification_frame()
     frame.loc[5, "species"] = "rose"
     frame.to_csv(tmp_path / "new.csv", index=False)

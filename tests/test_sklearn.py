@@ -98,6 +98,20 @@ def test_regression_learns_and_its_uncertainty_adds_up(linear_data, regressor):
         regressor.predict_interval(x, level=1.5)
 
 
+def test_evaluate_scores_in_the_users_units(linear_data, regressor):
+    x, y = linear_data
+    scores = regressor.evaluate(x, y, levels=(0.5, 0.9))
+    mean, std = regressor.predict(x, return_std=True)
+    np.testing.assert_allclose(scores["rmse"], np.sqrt(np.mean((mean - y) ** 2)), rtol=1e-6)
+    gaussian = 0.5 * np.log(2 * np.pi * std**2) + (y - mean) ** 2 / (2 * std**2)
+    np.testing.assert_allclose(scores["nll"], np.mean(gaussian), rtol=1e-4)
+    np.testing.assert_allclose(scores["nll_mixture"], np.mean(regressor.nll(x, y)), rtol=1e-4)
+    lower, upper = regressor.predict_interval(x, level=0.9)
+    np.testing.assert_allclose(scores["coverage_0.9"], np.mean((lower <= y) & (y <= upper)), atol=1.5 / len(y))
+    pit = regressor.predict_cdf(x, y)
+    assert np.all((pit >= 0) & (pit <= 1)) and 0.3 < np.mean(pit) < 0.7
+
+
 def test_regression_with_two_targets(linear_data):
     x, y = linear_data
     y2 = np.stack([y, -3.0 * y + 10.0], axis=1)
@@ -156,6 +170,11 @@ def test_classifier_with_string_labels(blobs):
     np.testing.assert_allclose(u.total, u.data + u.knowledge, atol=1e-6)
     np.testing.assert_allclose(u.total, -np.sum(probs * np.log(probs), axis=1), rtol=1e-4, atol=1e-6)
     assert np.all(u.knowledge >= 0) and np.all(u.data >= 0)
+    scores = model.evaluate(x, y)
+    np.testing.assert_allclose(scores["accuracy"], model.score(x, y))
+    np.testing.assert_allclose(scores["nll"], np.mean(model.nll(x, y)), rtol=1e-6)
+    onehot = (model.classes_[None, :] == y[:, None]).astype(float)
+    np.testing.assert_allclose(scores["brier_summed"], np.mean(np.sum((probs - onehot) ** 2, axis=1)), rtol=1e-6)
     with pytest.raises(ValueError, match="never saw in training: 'fox'"):
         model.nll(x[:3], np.array(["cat", "fox", "dog"]))
 
