@@ -8,7 +8,6 @@ written: models and tables are written atomically (see :mod:`deepens.io` and :mo
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -114,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
                 "dropped_columns": list(args.drop), "training_rows": len(x), "resumed_from": resumed}
     estimator.save(out, metadata=metadata)
     if use_checkpoints:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the model is safely saved; they are spent
+        io.remove_checkpoints(checkpoints)  # the model is safely saved; they are spent
     timings = estimator.ensemble_.timings
     detail = f" (compiling {timings.compile_s:.1f} s)" if timings is not None else ""
     print(f"trained {task} ensemble of {args.members} on {len(x)} rows in {seconds:.1f} s{detail}; saved to {out}")

@@ -91,9 +91,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def is_saved_object(path: str | Path) -> bool:
-    """Whether ``path`` is a folder with a deepens manifest (it is not verified here)."""
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
+    """Whether ``path`` is a folder holding a deepens object and nothing else (it is not verified here):
+    the only kind of folder a save may replace."""
+    path = Path(path)
+    manifest = path / MANIFEST
+    if not manifest.is_file() or not {p.name for p in path.iterdir()} <= {MANIFEST, *_FILES}:
         return False
     try:
         return json.loads(manifest.read_bytes()).get("format") == FORMAT
@@ -446,6 +448,24 @@ def save_checkpoint(folder: str | Path, checkpoint: Any, info: Mapping[str, Any]
         if match and int(match.group(1)) < checkpoint.epoch:
             shutil.rmtree(older, ignore_errors=True)
     return path
+
+
+def remove_checkpoints(folder: str | Path) -> None:
+    """Delete the checkpoints :func:`save_checkpoint` wrote in ``folder`` (and temporary folders a kill
+    left behind), then ``folder`` itself if nothing else is in it. Other files are never touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        name = entry.name
+        ours = _CHECKPOINT.match(name) and is_saved_object(entry)
+        leftover = re.match(r"^\.epoch-\d{6,}\.(tmp|old)-[0-9a-f]{12}$", name) and entry.is_dir()
+        if ours or leftover:
+            shutil.rmtree(entry, ignore_errors=True)
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: the user keeps other things there
+        pass
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

@@ -182,7 +182,7 @@ class DeepEnsembleBase(BaseEstimator):
                 if differing:
                     raise ValueError(
                         f"the checkpoint {latest} belongs to another run (its {', '.join(differing)} differ); "
-                        "remove it, or train without resuming"
+                        "resume with the same data and settings (checkpoint_every included), or remove it"
                     )
         on_checkpoint = None
         if checkpoint_every is not None:

@@ -156,13 +156,32 @@ def test_custom_models_are_refused_rather_than_pickled(tmp_path, data):
         deepens.save(deepens.DeepEnsembleRegressor(), tmp_path / "unfitted")
 
 
-def test_saving_never_overwrites_other_folders(tmp_path, regressor):
+def test_saving_never_overwrites_other_folders(tmp_path, regressor, saved):
     precious = tmp_path / "home"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
     with pytest.raises(ValueError, match="refusing to overwrite"):
         regressor.save(precious)
     assert (precious / "notes.txt").read_text() == "keep me"
+    (saved / "notes.txt").write_text("mine")  # a model folder the user added a file to is not replaced either
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        regressor.save(saved)
+    assert (saved / "notes.txt").read_text() == "mine"
+
+
+def test_removing_checkpoints_touches_nothing_else(tmp_path, data):
+    folder = tmp_path / "mixed"
+    taken = []
+    deepens.fit(*data, hidden=(4,), members=1, epochs=2, checkpoint_every=1, on_checkpoint=taken.append, progress=False)
+    io.save_checkpoint(folder, taken[1], {})
+    (folder / ".epoch-000001.tmp-0123456789ab").mkdir()  # what a kill during a save leaves
+    (folder / "results.csv").write_text("keep")
+    io.remove_checkpoints(folder)
+    assert sorted(os.listdir(folder)) == ["results.csv"]
+    (folder / "results.csv").unlink()
+    io.save_checkpoint(folder, taken[1], {})
+    io.remove_checkpoints(folder)
+    assert not folder.exists()
 
 
 def test_a_crash_while_saving_leaves_no_half_written_model(tmp_path, monkeypatch, data, regressor, saved):

@@ -201,3 +201,18 @@ def test_unseeded_estimators_draw_and_record_a_seed(linear_data):
     assert a.seed_ != b.seed_
     again = DeepEnsembleRegressor(**dict(quick, random_state=a.seed_)).fit(x, y)
     np.testing.assert_array_equal(again.predict(x), a.predict(x))
+
+
+def test_readme_estimator_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "DeepEnsembleRegressor(" in b)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block.replace("members=5,", "members=2, epochs=5,"), "README.md", "exec"), namespace)
+    assert namespace["mean"].shape == namespace["std"].shape == (442,)
+    assert (tmp_path / "diabetes_model" / "manifest.json").exists()
+    crps, r2 = map(float, capsys.readouterr().out.split())
+    assert crps > 0 and r2 > 0.2
