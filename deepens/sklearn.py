@@ -37,7 +37,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from deepens import io, validation
 from deepens.heads import get_head
-from deepens.models import MLP, FlaxModel
+from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit as fit_ensemble
 from deepens.train import make_optimizer
@@ -104,6 +104,10 @@ class DeepEnsembleBase(BaseEstimator):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.eps is not None and (not isinstance(self.eps, (int, float, np.number)) or not 0 <= self.eps < np.inf):
             raise ValueError(f"eps must be a finite number >= 0 or None, got {self.eps!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        if self.loss is not None:
+            get_head(self._head_name()).loss(self.loss)  # raises for a loss the head cannot be trained with
 
     def _hidden(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
@@ -113,19 +117,22 @@ class DeepEnsembleBase(BaseEstimator):
         """``get_params()`` as plain JSON (a RandomState instance becomes None; ``seed_`` records the seed)."""
         params = self.get_params(deep=False)
         params["hidden_layer_sizes"] = list(self._hidden())
-        if not isinstance(params["random_state"], (int, np.integer)) or isinstance(params["random_state"], bool):
-            params["random_state"] = None
-        else:
-            params["random_state"] = int(params["random_state"])
+        params["random_state"] = None if self._fixed_seed() is None else int(self.random_state)
         for key, value in params.items():
             if isinstance(value, np.generic):
                 params[key] = value.item()
         return params
 
+    def _fixed_seed(self) -> int | None:
+        """The seed an integer ``random_state`` fixes, or None (unseeded, or a RandomState instance)."""
+        state = self.random_state
+        if isinstance(state, (int, np.integer)) and not isinstance(state, bool):
+            return int(state) % _SEED_LIMIT
+        return None
+
     def _seed(self) -> int:
-        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
-            return int(self.random_state) % _SEED_LIMIT
-        return int(check_random_state(self.random_state).randint(_SEED_LIMIT))
+        fixed = self._fixed_seed()
+        return fixed if fixed is not None else int(check_random_state(self.random_state).randint(_SEED_LIMIT))
 
     # ---- input checks and standardisation --------------------------------------------------------
 
@@ -176,7 +183,7 @@ class DeepEnsembleBase(BaseEstimator):
             latest = io.latest_checkpoint(checkpoint_dir)
             if latest is not None:
                 checkpoint, saved = io.load_checkpoint(latest, model, optimizer, x.shape[1:])
-                if self.random_state is None or not isinstance(self.random_state, (int, np.integer)):
+                if self._fixed_seed() is None:
                     seed = info["seed"] = saved["seed"]  # an unseeded run continues with the seed it drew
                 differing = sorted(k for k in info if info[k] != saved.get(k))
                 if differing:

@@ -174,6 +174,10 @@ def test_train_refuses_bad_input_with_one_line(capsys, files, tmp_path):
     refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city"], "non-numeric feature column 'key'")
     refuse(["train", houses, "--target", "price", "-o", out], "--drop key city")
     refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city", "zip"], "no --drop column 'zip'")
+    refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city", "key", "--activation", "swish"],
+           "unknown activation 'swish'")
+    refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city", "key", "--epochs", "0"],
+           "epochs must be an integer >= 1")
 
     frame = _regression_frame()
     frame.loc[[4, 9], "b"] = np.nan
