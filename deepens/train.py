@@ -6,8 +6,9 @@ only draws the data order for the next chunk (on the host, which is far cheaper 
 permutation on XLA:CPU) and updates the progress bar; the program is compiled once per model, head,
 loss, optimizer and data shape, and reused by every chunk and every later fit of the same shapes.
 
-Reproducibility: member ``i`` of a fit with seed ``s`` starts from the key ``fold_in(PRNGKey(s), i)``
-and sees its data, in epoch ``e``, in the order drawn by ``numpy.random.default_rng([s, i, e])``, so it is
+Reproducibility: member ``i`` of a fit with seed ``s`` is initialised from ``default_rng([s, i, 0])``
+(or, for models without a numpy initialiser, a key drawn from it), draws its VAT noise from a key of
+``default_rng([s, i, 1])``, and sees its data, in epoch ``e``, in the order drawn by ``numpy.random.default_rng([s, i, e])``, so it is
 the same network whatever the ensemble's size, training M members together equals training each alone,
 and a run resumed from a checkpoint ends where an uninterrupted one does.
 """
@@ -66,20 +67,39 @@ def make_optimizer(learning_rate: float, weight_decay: float = 0.0) -> optax.Gra
     return optax.adam(learning_rate)
 
 
-def member_keys(seed: int, member_ids: Sequence[int]) -> Array:
-    """One PRNG key per member, ``(M, 2)``: ``fold_in(PRNGKey(seed), id)``."""
-    base = jax.random.PRNGKey(seed)
-    return jnp.stack([jax.random.fold_in(base, int(i)) for i in member_ids])
+INIT_STREAM, NOISE_STREAM = 0, 1
+
+
+def member_keys(seed: int, member_ids: Sequence[int], stream: int = INIT_STREAM) -> np.ndarray:
+    """One raw PRNG key per member, ``(M, 2)`` uint32, drawn on the host from
+    ``default_rng([seed, id, stream])`` (no compilation, unlike ``fold_in`` on a CPU device)."""
+    keys = [np.random.default_rng([seed, int(i), stream]).integers(0, 2**32, 2, dtype=np.uint32) for i in member_ids]
+    return np.stack(keys)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def init_members(model: Model, keys: Array, x: Array) -> tuple[Any, Any]:
-    """Initialise one member per key: ``keys (M, 2)``, example input ``x (n, ...)`` -> stacked params, state.
+def _init_on_device(model: Model, keys: Array, x: Array) -> tuple[Any, Any]:
+    return jax.vmap(lambda k: model.init(k, x))(keys)
 
-    Compiled apart from the training program: a vmapped random initialiser inside it was seen to double
-    the training program's compile time.
+
+def init_members(model: Model, seed: int, member_ids: Sequence[int], x: np.ndarray) -> tuple[Any, Any]:
+    """Initialise one member per id from the example input ``x`` ``(n, ...)``: stacked params and state.
+
+    Uses the model's numpy initialiser when it has one (the built-in MLP does): a compiled random
+    initialiser costs seconds of XLA compilation on a CPU, more than training a small ensemble.
+    Otherwise one compiled, vmapped ``model.init`` with the keys of :func:`member_keys`.
     """
-    return jax.vmap(lambda k: model.init(jax.random.fold_in(k, 0), x))(keys)
+    first = model.init_on_host(np.random.default_rng([seed, int(member_ids[0]), INIT_STREAM]), x)
+    if first is None:
+        return _init_on_device(model, jnp.asarray(member_keys(seed, member_ids)), jnp.asarray(x))
+    members = [first] + [model.init_on_host(np.random.default_rng([seed, int(i), INIT_STREAM]), x) for i in member_ids[1:]]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *members)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def init_optimizer(optimizer: optax.GradientTransformation, params: Any) -> Any:
+    """Each member's optimizer state (compiled once per optimizer and parameter shapes)."""
+    return jax.vmap(optimizer.init)(params)
 
 
 def _batch_objective(
@@ -300,9 +320,9 @@ def train_members(
         )
     if mesh is not None and members % mesh.shape[devices_module.MEMBERS]:
         raise ValueError(f"{members} members cannot be split evenly over {mesh.shape[devices_module.MEMBERS]} devices")
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(member_keys(seed, member_ids))
+    keys = member_keys(seed, member_ids, NOISE_STREAM)
     if resume is None:
-        carry = (params, state, jax.jit(jax.vmap(program.optimizer.init))(params))
+        carry = (params, state, init_optimizer(program.optimizer, params))
     else:
         carry = (resume.params, resume.state, resume.opt_state)
     place_order: Callable[[np.ndarray], Array] = jnp.asarray
@@ -471,7 +491,7 @@ def fit(
         )
 
     start = time.perf_counter()
-    params, state = init_members(model, member_keys(seed, trained_ids), jnp.asarray(features[:1]))
+    params, state = init_members(model, seed, trained_ids, features[:1])
     _check_output_width(model, params, state, features, head, size)
     init_s = time.perf_counter() - start
     steps = -(-n // batch)
