@@ -7,14 +7,16 @@ permutation on XLA:CPU) and updates the progress bar; the program is compiled on
 loss, optimizer and data shape, and reused by every chunk and every later fit of the same shapes.
 
 Reproducibility: member ``i`` of a fit with seed ``s`` is initialised from ``default_rng([s, i, 0])``
-(or, for models without a numpy initialiser, a key drawn from it), draws its VAT noise from a key of
-``default_rng([s, i, 1])``, and sees its data, in epoch ``e``, in the order drawn by ``numpy.random.default_rng([s, i, e])``, so it is
-the same network whatever the ensemble's size, training M members together equals training each alone,
-and a run resumed from a checkpoint ends where an uninterrupted one does.
+(or, for models without a numpy initialiser, from a key drawn from it), takes its VAT noise from a key
+drawn from ``default_rng([s, i, 1])``, and sees its data, in epoch ``e``, in the order drawn by
+``default_rng([s, i, e])``. So it is the same network whatever the ensemble's size, training M members
+together equals training each alone, and a run resumed from a checkpoint ends where an uninterrupted
+one does.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -89,10 +91,9 @@ def init_members(model: Model, seed: int, member_ids: Sequence[int], x: np.ndarr
     initialiser costs seconds of XLA compilation on a CPU, more than training a small ensemble.
     Otherwise one compiled, vmapped ``model.init`` with the keys of :func:`member_keys`.
     """
-    first = model.init_on_host(np.random.default_rng([seed, int(member_ids[0]), INIT_STREAM]), x)
-    if first is None:
+    members = [model.init_on_host(np.random.default_rng([seed, int(i), INIT_STREAM]), x) for i in member_ids]
+    if members[0] is None:
         return _init_on_device(model, jnp.asarray(member_keys(seed, member_ids)), jnp.asarray(x))
-    members = [first] + [model.init_on_host(np.random.default_rng([seed, int(i), INIT_STREAM]), x) for i in member_ids[1:]]
     return jax.tree.map(lambda *leaves: np.stack(leaves), *members)
 
 
@@ -234,7 +235,9 @@ def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:
     return executable, time.perf_counter() - start
 
 
-_EXECUTABLES: dict[Any, Callable] = {}
+# Compiled training programs by program and argument layout, least recently used first.
+_EXECUTABLES: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
+MAX_EXECUTABLES = 32
 
 
 def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
@@ -242,9 +245,12 @@ def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
     leaves, tree = jax.tree.flatten(args)
     key = (program, tree, tuple((np.shape(a), str(a.dtype), getattr(a, "sharding", None)) for a in leaves))
     if key in _EXECUTABLES:
+        _EXECUTABLES.move_to_end(key)
         return _EXECUTABLES[key], 0.0
     executable, seconds = _compiled(program, *args)
     _EXECUTABLES[key] = executable
+    while len(_EXECUTABLES) > MAX_EXECUTABLES:
+        _EXECUTABLES.popitem(last=False)
     return executable, seconds
 
 
