@@ -69,7 +69,12 @@ Adversarial = Union[FGSM, VAT]
 
 
 def get_adversarial(adversarial: str | Adversarial | None, eps: float | None = None) -> Adversarial | None:
-    """``None``/``"none"``, ``"fgsm"``, ``"vat"`` (with ``eps`` relative, default 0.01) or an instance."""
+    """``None``/``"none"``, ``"fgsm"``, ``"vat"`` (with ``eps`` relative, default 0.01) or an instance.
+
+    ``eps`` overrides the instance's eps; it is checked even when adversarial training is off (and then
+    unused), so a negative or NaN eps never passes silently."""
+    if eps is not None:
+        _check_eps(eps)
     if adversarial is None or isinstance(adversarial, (FGSM, VAT)):
         if eps is not None and adversarial is not None:
             return dataclasses.replace(adversarial, eps=eps)

@@ -36,6 +36,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from deepens.experiments import bench
+
+    record = bench.run(args.workload, args.members, sequential=not args.no_sequential)
+    text = json.dumps(record, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 # train
 
@@ -328,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(run=_demo)
+
+    bench = commands.add_parser("bench", help="measure training speed on a standard workload")
+    bench.add_argument("--workload", choices=("w1", "w2", "w3"), required=True,
+                       help="w1 toy regression, w2 40,000 x 9 regression, w3 10,000 x 784 ten-class")
+    bench.add_argument("--members", type=int, help="ensemble size (default: the workload's)")
+    bench.add_argument("--json", help="also write the record to this file")
+    bench.add_argument("--no-sequential", action="store_true", help="skip the sequential baselines")
+    bench.set_defaults(run=_bench)
 
     train = commands.add_parser(
         "train", help="train an ensemble on a CSV or Parquet table and save it to a folder",

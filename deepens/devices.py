@@ -1,10 +1,15 @@
-"""Where members run: a one-axis ``jax.sharding.Mesh`` named ``members`` over the visible devices.
+"""Where members run: a ``jax.sharding.Mesh`` with a ``members`` axis and a ``data`` axis.
 
-Members are independent, so the ensemble's leading axis is split over devices and XLA runs each
-device's share of the one compiled program; data are replicated. On a CPU-only machine, JAX shows one
-device that spreads each operation over the cores, which does little for the small matrices of typical
-members (a 100-unit layer at batch 100 takes microseconds); :func:`use_cpu_cores` instead makes one
-device per core, so different members run on different cores at once (about 2x on two cores).
+Members are independent, so the ensemble's leading axis is split over devices and XLA runs each device's
+share of the one compiled program. When there are fewer members than devices (on accelerators), the
+devices left over form a ``data`` axis that splits each batch, and XLA adds the gradient all-reduce.
+Data are replicated. The same code runs on several hosts after :func:`initialize_distributed`: every
+process builds the same global arrays from the same host data and runs the same program.
+
+On a CPU-only machine, JAX shows one device that spreads each operation over the cores, which does little
+for the small matrices of typical members (a 100-unit layer at batch 100 takes microseconds);
+:func:`use_cpu_cores` instead makes one device per core, so different members run on different cores at
+once (about 2x on two cores).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-AXIS = "members"
+MEMBERS, DATA = "members", "data"
+Devices = int | Sequence[jax.Device] | Mesh | None
 
 
 def use_cpu_cores(count: int | None = None) -> bool:
@@ -42,33 +48,125 @@ def use_cpu_cores(count: int | None = None) -> bool:
     return True
 
 
-def member_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh over ``devices``: all devices of the default backend (None), the first ``n``, or a list."""
+def initialize_distributed(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
+    """Join a multi-host run through ``jax.distributed.initialize``.
+
+    Arguments left as None come from ``DEEPENS_COORDINATOR`` / ``DEEPENS_NUM_PROCESSES`` /
+    ``DEEPENS_PROCESS_ID``, then from JAX's own ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
+    ``JAX_PROCESS_ID``; with none of them set this is a single-process run and nothing happens. Must be
+    called before the first JAX computation. On CPUs the processes exchange results through gloo.
+    Returns whether a multi-process run was initialised.
+    """
+    env = os.environ
+    coordinator = coordinator or env.get("DEEPENS_COORDINATOR") or env.get("JAX_COORDINATOR_ADDRESS")
+    processes = num_processes or _env_int("DEEPENS_NUM_PROCESSES") or _env_int("JAX_NUM_PROCESSES")
+    if process_id is None:
+        process_id = _env_int("DEEPENS_PROCESS_ID")
+    if process_id is None:
+        process_id = _env_int("JAX_PROCESS_ID")
+    if coordinator is None and processes is None:
+        return False
+    if coordinator is None or processes is None or process_id is None:
+        raise ValueError(
+            "a multi-host run needs the coordinator address, the number of processes and this process's id "
+            f"(got coordinator={coordinator!r}, num_processes={processes!r}, process_id={process_id!r})"
+        )
+    if not 0 <= process_id < processes:
+        raise ValueError(f"process id must be in [0, {processes}), got {process_id}")
+    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=processes, process_id=process_id)
+    return True
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else None
+
+
+def _chosen_devices(devices: int | Sequence[jax.Device] | None) -> list[jax.Device]:
     available = jax.devices()
     if devices is None:
-        chosen = available
-    elif isinstance(devices, (int, np.integer)):
+        return list(available)
+    if isinstance(devices, (int, np.integer)):
         if not 1 <= devices <= len(available):
             raise ValueError(f"devices must be between 1 and {len(available)} (the devices JAX sees), got {devices}")
-        chosen = available[:devices]
-    else:
-        chosen = list(devices)
-        if not chosen:
-            raise ValueError("devices must not be empty")
-    return Mesh(np.array(chosen), (AXIS,))
+        return list(available[:devices])
+    chosen = list(devices)
+    if not chosen:
+        raise ValueError("devices must not be empty")
+    return chosen
+
+
+def plan_mesh(members: int, rows_per_step: int, devices: Devices = None) -> Mesh:
+    """The ``(members, data)`` mesh for training ``members`` members on batches of ``rows_per_step`` rows.
+
+    ``devices`` may be a ready mesh with those two axes (used as given), a number of devices, a list, or
+    None for all. Members come first: with at least as many members as devices every device holds whole
+    members (M is then padded to a multiple of the device count). With fewer, the mesh's members axis is
+    the largest device count that divides evenly and does not exceed M, and on accelerators the remaining
+    devices split each batch (when the batch divides evenly); on CPUs, whose "devices" are cores sharing
+    one memory, splitting a member's batch only adds all-reduces, so the spare cores stay out of the mesh
+    (XLA still uses them inside each operation).
+    """
+    if isinstance(devices, Mesh):
+        if tuple(devices.axis_names) != (MEMBERS, DATA):
+            raise ValueError(f"a mesh for deepens needs the axes ('members', 'data'), got {devices.axis_names}")
+        return devices
+    chosen = _chosen_devices(devices)
+    count = len(chosen)
+    if members >= count:
+        return Mesh(np.array(chosen).reshape(count, 1), (MEMBERS, DATA))
+    member_axis = max(d for d in range(1, members + 1) if count % d == 0)
+    data_axis = 1
+    if chosen[0].platform != "cpu":
+        data_axis = max(d for d in range(1, count // member_axis + 1) if (count // member_axis) % d == 0 and rows_per_step % d == 0)
+    used = np.array(chosen[: member_axis * data_axis]).reshape(member_axis, data_axis)
+    return Mesh(used, (MEMBERS, DATA))
 
 
 def padded_size(members: int, mesh: Mesh) -> int:
-    """Members rounded up to a multiple of the mesh size (the extra members are trained, then dropped)."""
-    size = mesh.size
+    """Members rounded up to a multiple of the mesh's members axis (the extra ones are trained, then dropped)."""
+    size = mesh.shape[MEMBERS]
     return -(-members // size) * size
 
 
+def put(tree: Any, mesh: Mesh, spec: PartitionSpec) -> Any:
+    """Place host or device arrays as global arrays with ``spec`` on ``mesh``.
+
+    Built shard by shard from the full value, which every process holds, so the same call works on one
+    host and on several (where ``jax.device_put`` cannot reach other processes' devices).
+    """
+    sharding = NamedSharding(mesh, spec)
+
+    def place(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array) and leaf.is_fully_addressable and jax.process_count() == 1:
+            return jax.device_put(leaf, sharding)
+        value = np.asarray(leaf)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree.map(place, tree)
+
+
 def shard_members(tree: Any, mesh: Mesh) -> Any:
-    """Place every leaf's leading (member) axis across the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
+    """Split every leaf's leading (member) axis over the mesh's ``members`` axis."""
+    return put(tree, mesh, PartitionSpec(MEMBERS))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place a full copy of every leaf on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """A full copy of every leaf on every device of the mesh."""
+    return put(tree, mesh, PartitionSpec())
+
+
+def to_host(tree: Any) -> Any:
+    """Every leaf as a full numpy array on this process, gathered from other processes when needed."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(
+        lambda leaf: np.asarray(leaf) if leaf.is_fully_addressable else multihost_utils.process_allgather(leaf, tiled=True),
+        tree,
+    )

@@ -244,7 +244,9 @@ def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple
 
 def flatten(prefix: str, tree: Any) -> dict[str, np.ndarray]:
     """Named host copies of a pytree's leaves (gathering sharded arrays): ``{prefix + keypath: array}``."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    from deepens.devices import to_host
+
+    leaves, _ = jax.tree_util.tree_flatten_with_path(to_host(tree))
     return {prefix + jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in leaves}
 
 
@@ -338,17 +340,19 @@ def ensemble_arrays(ensemble: Ensemble) -> dict[str, np.ndarray]:
 
 
 def placed(ensemble: Ensemble) -> Ensemble:
-    """The ensemble with its members placed on devices as :func:`deepens.fit` leaves them (split over
-    the devices when they divide evenly, else replicated), so a loaded ensemble runs the same compiled
-    prediction program as the one that was saved and predicts bitwise the same numbers (a different
-    placement compiles differently and can change the last bit)."""
+    """The ensemble with its members placed on devices as :func:`deepens.fit` leaves them on one host
+    (split over the mesh's ``members`` axis when they divide evenly, else replicated on it; one device
+    for a single member), so a loaded ensemble runs the same compiled prediction program as the one that
+    was saved and predicts bitwise the same numbers (another placement compiles differently and can
+    change the last bit). Where fit also split batches over a ``data`` axis (accelerators), the loaded
+    members sit on the members axis only; predictions then agree to rounding."""
     from deepens import devices
-    from deepens.train import _mesh_for
 
-    mesh = _mesh_for(ensemble.members, None)
-    if mesh.size == 1:
+    members = ensemble.members
+    mesh = devices.plan_mesh(members, 1)
+    if mesh.size == 1 and jax.process_count() == 1:
         place = jax.device_put
-    elif ensemble.members % mesh.size == 0:
+    elif members % mesh.shape[devices.MEMBERS] == 0:
         place = lambda tree: devices.shard_members(tree, mesh)  # noqa: E731
     else:
         place = lambda tree: devices.replicate(tree, mesh)  # noqa: E731

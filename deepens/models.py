@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 Params = Any
@@ -44,6 +45,11 @@ class Model:
     def init(self, key: Array, x: Array) -> tuple[Params, State]:
         raise NotImplementedError
 
+    def init_on_host(self, rng: np.random.Generator, x: np.ndarray) -> tuple[Params, State] | None:
+        """Optionally, the same kind of initialisation drawn with numpy, which needs no compilation (a
+        compiled random initialiser costs seconds of XLA time on a CPU). None when not available."""
+        return None
+
     def apply(self, params: Params, state: State, x: Array, train: bool) -> tuple[Array, State]:
         raise NotImplementedError
 
@@ -64,6 +70,14 @@ class FlaxModel(Model):
 
     def init(self, key: Array, x: Array) -> tuple[Params, State]:
         variables = dict(self.module.init(key, x, **self._kwargs(False)))
+        params = variables.pop("params", {})
+        return params, variables
+
+    def init_on_host(self, rng: np.random.Generator, x: np.ndarray) -> tuple[Params, State] | None:
+        host_init = getattr(self.module, "host_init", None)
+        if host_init is None:
+            return None
+        variables = dict(host_init(rng, x))
         params = variables.pop("params", {})
         return params, variables
 
@@ -142,6 +156,23 @@ class MLP(nn.Module):
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
             x = ACTIVATIONS[self.activation](x)
         return _dense(self.outputs, x)
+
+    def host_init(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
+        """The variables ``init`` would make (same structure and distributions), drawn with numpy."""
+        params: dict[str, Any] = {}
+        stats: dict[str, Any] = {}
+        fan_in = int(np.prod(np.shape(x)[1:]))
+        for i, width in enumerate((*self.hidden, self.outputs)):
+            bound = 1.0 / math.sqrt(max(fan_in, 1))
+            params[f"Dense_{i}"] = {
+                "kernel": rng.uniform(-bound, bound, (fan_in, width)).astype(np.float32),
+                "bias": rng.uniform(-bound, bound, (width,)).astype(np.float32),
+            }
+            if self.batch_norm and i < len(self.hidden):
+                params[f"BatchNorm_{i}"] = {"scale": np.ones(width, np.float32), "bias": np.zeros(width, np.float32)}
+                stats[f"BatchNorm_{i}"] = {"mean": np.zeros(width, np.float32), "var": np.ones(width, np.float32)}
+            fan_in = width
+        return {"params": params, "batch_stats": stats} if stats else {"params": params}
 
 
 def _dense(width: int, x: Array) -> Array:

@@ -6,14 +6,17 @@ only draws the data order for the next chunk (on the host, which is far cheaper 
 permutation on XLA:CPU) and updates the progress bar; the program is compiled once per model, head,
 loss, optimizer and data shape, and reused by every chunk and every later fit of the same shapes.
 
-Reproducibility: member ``i`` of a fit with seed ``s`` starts from the key ``fold_in(PRNGKey(s), i)``
-and sees its data, in epoch ``e``, in the order drawn by ``numpy.random.default_rng([s, i, e])``, so it is
-the same network whatever the ensemble's size, training M members together equals training each alone,
-and a run resumed from a checkpoint ends where an uninterrupted one does.
+Reproducibility: member ``i`` of a fit with seed ``s`` is initialised from ``default_rng([s, i, 0])``
+(or, for models without a numpy initialiser, from a key drawn from it), takes its VAT noise from a key
+drawn from ``default_rng([s, i, 1])``, and sees its data, in epoch ``e``, in the order drawn by
+``default_rng([s, i, e])``. So it is the same network whatever the ensemble's size, training M members
+together equals training each alone, and a run resumed from a checkpoint ends where an uninterrupted
+one does.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -26,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
-from jax.sharding import Mesh
+from jax.sharding import Mesh, PartitionSpec
 
 from deepens import devices as devices_module
 from deepens import validation
@@ -66,20 +69,38 @@ def make_optimizer(learning_rate: float, weight_decay: float = 0.0) -> optax.Gra
     return optax.adam(learning_rate)
 
 
-def member_keys(seed: int, member_ids: Sequence[int]) -> Array:
-    """One PRNG key per member, ``(M, 2)``: ``fold_in(PRNGKey(seed), id)``."""
-    base = jax.random.PRNGKey(seed)
-    return jnp.stack([jax.random.fold_in(base, int(i)) for i in member_ids])
+INIT_STREAM, NOISE_STREAM = 0, 1
+
+
+def member_keys(seed: int, member_ids: Sequence[int], stream: int = INIT_STREAM) -> np.ndarray:
+    """One raw PRNG key per member, ``(M, 2)`` uint32, drawn on the host from
+    ``default_rng([seed, id, stream])`` (no compilation, unlike ``fold_in`` on a CPU device)."""
+    keys = [np.random.default_rng([seed, int(i), stream]).integers(0, 2**32, 2, dtype=np.uint32) for i in member_ids]
+    return np.stack(keys)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def init_members(model: Model, keys: Array, x: Array) -> tuple[Any, Any]:
-    """Initialise one member per key: ``keys (M, 2)``, example input ``x (n, ...)`` -> stacked params, state.
+def _init_on_device(model: Model, keys: Array, x: Array) -> tuple[Any, Any]:
+    return jax.vmap(lambda k: model.init(k, x))(keys)
 
-    Compiled apart from the training program: a vmapped random initialiser inside it was seen to double
-    the training program's compile time.
+
+def init_members(model: Model, seed: int, member_ids: Sequence[int], x: np.ndarray) -> tuple[Any, Any]:
+    """Initialise one member per id from the example input ``x`` ``(n, ...)``: stacked params and state.
+
+    Uses the model's numpy initialiser when it has one (the built-in MLP does): a compiled random
+    initialiser costs seconds of XLA compilation on a CPU, more than training a small ensemble.
+    Otherwise one compiled, vmapped ``model.init`` with the keys of :func:`member_keys`.
     """
-    return jax.vmap(lambda k: model.init(jax.random.fold_in(k, 0), x))(keys)
+    members = [model.init_on_host(np.random.default_rng([seed, int(i), INIT_STREAM]), x) for i in member_ids]
+    if members[0] is None:
+        return _init_on_device(model, jnp.asarray(member_keys(seed, member_ids)), jnp.asarray(x))
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *members)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def init_optimizer(optimizer: optax.GradientTransformation, params: Any) -> Any:
+    """Each member's optimizer state (compiled once per optimizer and parameter shapes)."""
+    return jax.vmap(optimizer.init)(params)
 
 
 def _batch_objective(
@@ -214,7 +235,9 @@ def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:
     return executable, time.perf_counter() - start
 
 
-_EXECUTABLES: dict[Any, Callable] = {}
+# Compiled training programs by program and argument layout, least recently used first.
+_EXECUTABLES: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
+MAX_EXECUTABLES = 32
 
 
 def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
@@ -222,9 +245,12 @@ def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
     leaves, tree = jax.tree.flatten(args)
     key = (program, tree, tuple((np.shape(a), str(a.dtype), getattr(a, "sharding", None)) for a in leaves))
     if key in _EXECUTABLES:
+        _EXECUTABLES.move_to_end(key)
         return _EXECUTABLES[key], 0.0
     executable, seconds = _compiled(program, *args)
     _EXECUTABLES[key] = executable
+    while len(_EXECUTABLES) > MAX_EXECUTABLES:
+        _EXECUTABLES.popitem(last=False)
     return executable, seconds
 
 
@@ -298,27 +324,23 @@ def train_members(
             f"the checkpoint holds {jax.tree.leaves(resume.params)[0].shape[0]} members but this run trains "
             f"{members} (members, and the padding to fill the devices, must match the interrupted run)"
         )
-    if mesh is not None and members % mesh.size:
-        raise ValueError(f"{members} members cannot be split evenly over {mesh.size} devices")
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(member_keys(seed, member_ids))
+    if mesh is not None and members % mesh.shape[devices_module.MEMBERS]:
+        raise ValueError(f"{members} members cannot be split evenly over {mesh.shape[devices_module.MEMBERS]} devices")
+    keys = member_keys(seed, member_ids, NOISE_STREAM)
     if resume is None:
-        carry = (params, state, jax.jit(jax.vmap(program.optimizer.init))(params))
+        carry = (params, state, init_optimizer(program.optimizer, params))
     else:
         carry = (resume.params, resume.state, resume.opt_state)
-    data = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale))
-    weights = jnp.asarray(weights)
-    per_member = lambda tree: tree  # noqa: E731
-    if mesh is not None:
-        per_member = functools.partial(devices_module.shard_members, mesh=mesh)
-        carry, keys = per_member((carry, keys))
-        data = devices_module.replicate(data, mesh) if program.shared_data else per_member(data)
-        weights = devices_module.replicate(weights, mesh)
-    x, y, scale = data
+    place_order: Callable[[np.ndarray], Array] = jnp.asarray
+    if mesh is None:
+        x, y, scale, weights = jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale), jnp.asarray(weights)
+    else:
+        x, y, scale, weights, carry, keys, place_order = _place(mesh, program.shared_data, full_batch, x, y, scale, weights, carry, keys)
 
     def order_for(first: int) -> Array | None:
         if full_batch:
             return None
-        return per_member(jnp.asarray(_draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size)))
+        return place_order(_draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size))
 
     order = order_for(first_epoch)
     executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale)
@@ -332,13 +354,33 @@ def train_members(
             if first + chunk < epochs:
                 order = order_for(first + chunk)  # drawn on the host while the device trains
             done = first + chunk
-            history[first:done] = np.asarray(losses).T
+            history[first:done] = devices_module.to_host(losses).T
             advance(chunk, float(np.mean(history[done - 1])))
             if on_checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
-                on_checkpoint(Checkpoint(*carry, epoch=done, history=history[:done].copy()))
+                host_carry = devices_module.to_host(carry) if jax.process_count() > 1 else carry
+                on_checkpoint(Checkpoint(*host_carry, epoch=done, history=history[:done].copy()))
     jax.block_until_ready(carry)
-    params, state, _ = carry
+    params, state, _ = devices_module.to_host(carry) if jax.process_count() > 1 else carry
     return params, state, history, Timings(compile_s=compile_s, train_s=time.perf_counter() - start)
+
+
+def _place(mesh: Mesh, shared_data: bool, full_batch: bool, x: Any, y: Any, scale: Any, weights: Any, carry: Any, keys: Any):
+    """Lay the training arrays out on the mesh: members over the ``members`` axis, batch rows over the
+    ``data`` axis (through the row order for minibatches, the data rows themselves for full batches), the
+    rest replicated. Returns the placed arrays and the function that places each chunk's row order."""
+    put, P = devices_module.put, PartitionSpec
+    members, data = devices_module.MEMBERS, devices_module.DATA
+    rows = P(data) if full_batch else P()
+    if shared_data:
+        x, y = put((x, y), mesh, rows)
+        scale = put(scale, mesh, P())
+    else:
+        x, y = put((x, y), mesh, P(members, *rows))
+        scale = put(scale, mesh, P(members))
+    weights = put(weights, mesh, P(None, data))
+    carry, keys = put((carry, keys), mesh, P(members))
+    place_order = functools.partial(put, mesh=mesh, spec=P(members, None, None, data))
+    return x, y, scale, weights, carry, keys, place_order
 
 
 class _progress_bar:
@@ -389,7 +431,7 @@ def fit(
     num_classes: int | None = None,
     seed: int = 0,
     member_ids: Sequence[int] | None = None,
-    devices: int | Sequence[jax.Device] | None = None,
+    devices: devices_module.Devices = None,
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     resume: Checkpoint | None = None,
@@ -414,9 +456,10 @@ def fit(
         eps (strings default to 1% of each feature's range, as in the paper).
       num_classes: K for classification (default: largest label + 1).
       seed: the ensemble's seed; ``member_ids`` (default ``range(members)``) name the member streams.
-      devices: split the members over these devices (default: all that JAX sees, at most one per
-        member). When M is not a multiple of their number, extra members are trained alongside and
-        dropped, and the progress bar says so.
+      devices: where to train: None (all devices JAX sees, on every host), a number of devices, a list,
+        or a mesh with axes ``("members", "data")`` (see :func:`deepens.devices.plan_mesh`). When M is not
+        a multiple of the members axis, extra members are trained alongside and dropped, and the progress
+        bar says so.
       checkpoint_every, on_checkpoint: hand a :class:`Checkpoint` to ``on_checkpoint`` after every
         ``checkpoint_every`` epochs.
       resume: continue from such a checkpoint, with the same data and settings, to the same result as an
@@ -446,13 +489,15 @@ def fit(
     model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
     optimizer = make_optimizer(float(learning_rate), float(weight_decay)) if optimizer is None else optimizer
 
-    mesh = _mesh_for(len(ids), devices)
+    mesh = devices_module.plan_mesh(len(ids), batch, devices)
     trained_ids = ids + tuple(range(max(ids) + 1, max(ids) + 1 + devices_module.padded_size(len(ids), mesh) - len(ids)))
     if len(trained_ids) > len(ids):
-        description += f" ({len(ids)} members + {len(trained_ids) - len(ids)} to fill {mesh.size} devices)"
+        description += (
+            f" ({len(ids)} members + {len(trained_ids) - len(ids)} to fill {mesh.shape[devices_module.MEMBERS]} devices)"
+        )
 
     start = time.perf_counter()
-    params, state = init_members(model, member_keys(seed, trained_ids), jnp.asarray(features[:1]))
+    params, state = init_members(model, seed, trained_ids, features[:1])
     _check_output_width(model, params, state, features, head, size)
     init_s = time.perf_counter() - start
     steps = -(-n // batch)
@@ -463,7 +508,7 @@ def fit(
     scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
     params, state, history, timings = train_members(
         program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
-        scale=scale, mesh=mesh if mesh.size > 1 else None, resume=resume, checkpoint_every=checkpoint_every,
+        scale=scale, mesh=mesh if mesh.size > 1 or jax.process_count() > 1 else None, resume=resume, checkpoint_every=checkpoint_every,
         on_checkpoint=on_checkpoint, progress=progress, description=description,
     )
     if len(trained_ids) > len(ids):
@@ -475,14 +520,6 @@ def fit(
         history=history, member_ids=ids, seed=seed,
         timings=Timings(compile_s=init_s + timings.compile_s, train_s=timings.train_s),
     )
-
-
-def _mesh_for(members: int, devices: int | Sequence[jax.Device] | None) -> Mesh:
-    """The devices a fit uses: those asked for, at most one per member."""
-    mesh = devices_module.member_mesh(devices)
-    if mesh.size > members:
-        mesh = devices_module.member_mesh(list(mesh.devices.flat)[:members])
-    return mesh
 
 
 def _check_output_width(model: Model, params: Any, state: Any, x: np.ndarray, head: Head, size: int) -> None:

@@ -16,7 +16,7 @@ def cubic_data():
 def small_regression_ensemble(cubic_data):
     """A quickly trained Gaussian ensemble shared by the prediction tests."""
     x, y = cubic_data
-    return deepens.fit(x, y, hidden=(32,), members=3, epochs=300, learning_rate=0.02, progress=False)
+    return deepens.fit(x, y, hidden=(32,), members=3, epochs=500, learning_rate=0.02, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,7 @@ def test_minibatch_semantics_match_a_plain_sgd_reference(regression_data, batch_
         x, y, model=_linear_model(), members=2, epochs=3, batch_size=batch_size,
         optimizer=optax.sgd(0.05), seed=4, progress=False,
     )
-    start = ensemble.model.init(jax.random.fold_in(train.member_keys(4, [1])[0], 0), jnp.asarray(x[:1]))[0]
+    start = ensemble.model.init(jnp.asarray(train.member_keys(4, [1])[0]), jnp.asarray(x[:1]))[0]
     w, b = _reference_epochs(x, y, np.asarray(start["w"]), np.asarray(start["b"]), seed=4, member_id=1,
                              epochs=3, batch_size=batch_size, lr=0.05)
     trained = ensemble.select([1]).params
@@ -114,8 +114,7 @@ def test_minibatch_semantics_match_a_plain_sgd_reference(regression_data, batch_
 def test_chunking_epochs_into_calls_does_not_change_the_result(regression_data):
     x, y = regression_data
     model = as_model(MLP((8,), 2))
-    keys = train.member_keys(0, [0, 1])
-    params, state = train.init_members(model, keys, jnp.asarray(x[:1]))
+    params, state = train.init_members(model, 0, [0, 1], x[:1])
     results = []
     for chunk in (1, 2, 4):
         program = train.Program(model, deepens.Gaussian(), "nll", train.make_optimizer(0.01), None, 8, chunk, True)
@@ -136,8 +135,7 @@ def test_independent_data_sets_side_by_side_equal_separate_fits(regression_data)
     model = as_model(MLP((8,), 2))
     program = train.Program(model, deepens.Gaussian(), "nll", train.make_optimizer(0.01), None, 8, 1, False)
     shared = dataclasses.replace(program, shared_data=True)
-    keys = train.member_keys(0, [0, 1])
-    params, state = train.init_members(model, keys, jnp.asarray(x[:1]))
+    params, state = train.init_members(model, 0, [0, 1], x[:1])
     stacked_x, stacked_y = np.stack([x, x2]), np.stack([y, y2])[..., None]
     both, *_ = train.train_members(program, params, state, stacked_x, stacked_y, epochs=2, seed=0,
                                    member_ids=[0, 1], scale=np.ones((2, 3), np.float32))
@@ -167,7 +165,7 @@ def test_adversarial_training_changes_the_result(regression_data):
 def test_training_lowers_the_loss_and_fits_the_cubic(cubic_data, small_regression_ensemble):
     x, y = cubic_data
     history = small_regression_ensemble.history
-    assert history.shape == (300, 3)
+    assert history.shape == (500, 3)
     assert np.all(history[-1] < history[0] - 1.0)
     prediction = small_regression_ensemble.predict(x)
     rmse = float(np.sqrt(np.mean((np.asarray(prediction.mean) - y) ** 2)))
@@ -211,10 +209,13 @@ def test_model_output_width_must_fit_the_head(regression_data):
 
 def test_compiled_program_is_reused_across_fits(regression_data):
     x, y = regression_data
-    first = deepens.fit(x, y, members=2, seed=21, **COMMON)
+    deepens.fit(x, y, members=2, seed=21, **COMMON)
+    compiled = len(train._EXECUTABLES)
     again = deepens.fit(x, y, members=2, seed=22, **COMMON)
-    assert first.timings is not None and again.timings is not None
-    assert again.timings.compile_s < 0.5 * max(first.timings.compile_s, 1e-3) or again.timings.compile_s < 0.2
+    assert len(train._EXECUTABLES) == compiled  # another seed, same shapes: no new program
+    deepens.fit(x, y, members=2, seed=22, **{**COMMON, "learning_rate": 0.02})
+    assert len(train._EXECUTABLES) == compiled + 1  # another learning rate is another program
+    assert again.timings is not None and again.timings.train_s > 0
 
 
 def test_epochs_per_call_divides_the_epochs_and_the_checkpoint_period():
@@ -247,3 +248,19 @@ def test_resume_rejects_a_checkpoint_of_another_ensemble(regression_data):
     deepens.fit(x, y, members=2, devices=1, checkpoint_every=2, on_checkpoint=saved.append, **COMMON)
     with pytest.raises(ValueError, match="checkpoint holds 2 members"):
         deepens.fit(x, y, members=3, devices=1, checkpoint_every=2, resume=saved[0], **COMMON)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_mlp_numpy_initialiser_matches_flax_init(batch_norm):
+    module = MLP((5, 7), 3, batch_norm=batch_norm)
+    x = np.ones((1, 4), np.float32)
+    flax_params, flax_state = as_model(module).init(jax.random.PRNGKey(0), jnp.asarray(x))
+    host_params, host_state = as_model(module).init_on_host(np.random.default_rng(0), x)
+    assert jax.tree.structure(flax_params) == jax.tree.structure(host_params)
+    assert jax.tree.structure(flax_state) == jax.tree.structure(host_state)
+    for a, b in zip(jax.tree.leaves((flax_params, flax_state)), jax.tree.leaves((host_params, host_state)), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    # PyTorch's nn.Linear initialisation: everything uniform within +-1/sqrt(fan_in).
+    big = as_model(MLP((400,), 2)).init_on_host(np.random.default_rng(1), np.ones((1, 100), np.float32))[0]
+    kernel = big["Dense_0"]["kernel"]
+    assert np.abs(kernel).max() <= 0.1 and np.std(kernel) == pytest.approx(0.1 / np.sqrt(3), rel=0.02)

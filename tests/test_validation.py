@@ -39,6 +39,8 @@ def _inf_at(a, index):
         (dict(x=X, y=Y, epochs=0), r"epochs must be an integer >= 1"),
         (dict(x=X, y=Y, batch_size=0), r"batch_size must be an integer >= 1"),
         (dict(x=X, y=Y, adversarial="fgsm", eps=-0.01), r"eps must be a finite number >= 0"),
+        (dict(x=X, y=Y, adversarial=None, eps=-0.01), r"eps must be a finite number >= 0"),
+        (dict(x=X, y=Y, adversarial=deepens.VAT(), eps=float("inf")), r"eps must be a finite number >= 0"),
         (dict(x=X, y=Y, head="student"), r"unknown head"),
         (dict(x=X, y=Y, loss="brier"), r"gaussian head is trained with loss 'nll'"),
         (dict(x=X, y=Y, member_ids=[0, 0]), r"member_ids must be distinct"),
