@@ -209,6 +209,7 @@ def test_model_output_width_must_fit_the_head(regression_data):
 
 def test_compiled_program_is_reused_across_fits(regression_data):
     x, y = regression_data
+    train._EXECUTABLES.clear()  # earlier tests may have filled the bounded cache, which then stops growing
     deepens.fit(x, y, members=2, seed=21, **COMMON)
     compiled = len(train._EXECUTABLES)
     again = deepens.fit(x, y, members=2, seed=22, **COMMON)
