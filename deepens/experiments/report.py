@@ -1,0 +1,57 @@
+"""``deepens reproduce all``: both benchmarks, then ``report.md`` with their tables and figures next to the
+published values."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from deepens.experiments import mnist, paper, uci
+
+
+def _summary(uci_run: dict[str, Any] | None, mnist_run: dict[str, Any] | None) -> list[str]:
+    lines = ["## Targets at a glance", ""]
+    if uci_run is not None:
+        checks = uci_run["targets"]
+        nll_met = [name for name, c in checks.items() if c["nll_met"]]
+        rmse_met = [name for name, c in checks.items() if c["rmse_met"]]
+        lines.append(f"- UCI deep ensemble, NLL at or below the paper's mean: {len(nll_met)} of {len(checks)} data sets"
+                     + (f" (not: {', '.join(sorted(set(checks) - set(nll_met)))})" if len(nll_met) < len(checks) else ""))
+        lines.append(f"- UCI deep ensemble, RMSE within the paper's standard error or better: {len(rmse_met)} of "
+                     f"{len(checks)}" + (f" (not: {', '.join(sorted(set(checks) - set(rmse_met)))})"
+                                         if len(rmse_met) < len(checks) else ""))
+        lines.append(f"- UCI run time: {uci_run['total_seconds']:.1f} s (target: under 15 minutes on 2 cores)")
+    if mnist_run is not None:
+        for key, t in mnist_run["targets"].items():
+            lines.append(f"- MNIST {key.replace('_', ' ')}: {'met' if t['met'] else '**not met**'}")
+        lines.append(f"- MNIST run time: {mnist_run['timings']['total_seconds']:.1f} s (target: under 30 minutes)")
+    return lines + [""]
+
+
+def write(out: str | Path, uci_result: dict[str, Any] | None, mnist_result: dict[str, Any] | None) -> Path:
+    """Write ``out/report.md`` from the results of :func:`uci.run` and :func:`mnist.run` (either may be None),
+    reusing the sections they wrote (``uci.md``, ``mnist.md``)."""
+    out = Path(out)
+    lines = ["# deepens: the Deep Ensembles paper's benchmarks, reproduced", "",
+             f"Reference: {paper.CITATION}.", "",
+             f"Machine: {platform.machine()}, {platform.system()}, JAX {jax.__version__} on "
+             f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s); written "
+             f"{time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
+    lines += _summary(uci_result["run"] if uci_result else None, mnist_result["run"] if mnist_result else None)
+    for name in ("uci.md", "mnist.md"):
+        if (out / name).is_file() and ((name == "uci.md" and uci_result) or (name == "mnist.md" and mnist_result)):
+            lines.append((out / name).read_text())
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run(out: str | Path, uci_settings: uci.Settings, mnist_settings: mnist.Settings, *, echo: bool = True) -> Path:
+    """Run both benchmarks into ``out`` and write the report."""
+    uci_result = uci.run(out, uci_settings, echo=echo)
+    mnist_result = mnist.run(out, mnist_settings, echo=echo)
+    return write(out, uci_result, mnist_result)
