@@ -40,8 +40,11 @@ def uci_figure(results: Mapping[str, Mapping[str, Any]]) -> Figure:
             ax = axes[row, column]
             values = {m: results[name][m][f"{key}_mean"] for m in methods}
             published = {m: paper.uci_entry(name, m) for m in methods}
-            proper = [v for m, v in values.items() if m != "ensemble_mse" and v is not None]
-            proper += [p[2 if key == "nll" else 0] for m, p in published.items() if p is not None and m != "ensemble_mse"]
+            # The MSE ensemble's NLL can be 100 times the others': keep it out of the NLL panel's range.
+            in_range = [m for m in methods if not (key == "nll" and m == "ensemble_mse")]
+            proper = [values[m] + sign * (results[name][m].get(f"{key}_se") or 0.0)
+                      for m in in_range if values[m] is not None for sign in (-1, 1)]
+            proper += [published[m][2 if key == "nll" else 0] for m in in_range if published[m] is not None]
             low, high = (min(proper), max(proper)) if proper else (0.0, 1.0)
             pad = 0.25 * (high - low or 1.0)
             for i, m in enumerate(methods):

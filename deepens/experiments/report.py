@@ -26,8 +26,15 @@ def _summary(uci_run: dict[str, Any] | None, mnist_run: dict[str, Any] | None) -
                                          if len(rmse_met) < len(checks) else ""))
         lines.append(f"- UCI run time: {uci_run['total_seconds']:.1f} s (target: under 15 minutes on 2 cores)")
     if mnist_run is not None:
+        described = {"error_at_5_fgsm": "test error at M = 5 with FGSM at most 1.5%",
+                     "ensemble_nll_falls": "NLL falls from M = 1 to the largest M (ensemble)",
+                     "ensemble_at_nll_falls": "NLL falls from M = 1 to the largest M (ensemble + FGSM)",
+                     "ensemble_auroc_rises": "NotMNIST AUROC rises from M = 1 to the largest M (ensemble)",
+                     "ensemble_at_auroc_rises": "NotMNIST AUROC rises from M = 1 to the largest M (ensemble + FGSM)"}
         for key, t in mnist_run["targets"].items():
-            lines.append(f"- MNIST {key.replace('_', ' ')}: {'met' if t['met'] else '**not met**'}")
+            value = (f"{100 * t['value']:.2f}%" if "value" in t
+                     else f"{t['first']:.4f} -> {t['last']:.4f}{'' if t['monotone'] else ', not monotone'}")
+            lines.append(f"- MNIST {described.get(key, key)}: {'met' if t['met'] else '**not met**'} ({value})")
         lines.append(f"- MNIST run time: {mnist_run['timings']['total_seconds']:.1f} s (target: under 30 minutes)")
     return lines + [""]
 
