@@ -182,6 +182,18 @@ def test_report_combines_both_sections(uci_run, mnist_run, tmp_path):
     assert "Lakshminarayanan" in text
 
 
+def test_report_rebuilds_from_the_json_files(uci_run, mnist_run, tmp_path):
+    for name in ("uci.json", "uci_run.json", "mnist.json", "mnist_run.json"):
+        source = uci_run[0] if name.startswith("uci") else mnist_run[0]
+        (tmp_path / name).write_text((source / name).read_text())
+    text = report.rebuild(tmp_path).read_text()
+    assert (tmp_path / "uci.md").read_text() == (uci_run[0] / "uci.md").read_text()
+    assert (tmp_path / "mnist.md").read_text() == (mnist_run[0] / "mnist.md").read_text()
+    assert "## UCI regression" in text and "## MNIST" in text
+    with pytest.raises(FileNotFoundError):
+        report.rebuild(tmp_path / "nothing_here")
+
+
 def test_cli_reproduce_parses_its_options(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(uci, "run", lambda out, settings: seen.update(uci=settings) or {"run": None})

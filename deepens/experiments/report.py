@@ -3,6 +3,7 @@ published values."""
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from pathlib import Path
@@ -55,6 +56,24 @@ def write(out: str | Path, uci_result: dict[str, Any] | None, mnist_result: dict
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def rebuild(out: str | Path) -> Path:
+    """Re-render ``uci.md``, ``mnist.md`` and ``report.md`` from the JSON files a run left in ``out``,
+    without training anything (e.g. after a change to the tables' layout)."""
+    out = Path(out)
+    found: dict[str, dict[str, Any] | None] = {}
+    for name, module in (("uci", uci), ("mnist", mnist)):
+        if (out / f"{name}.json").is_file() and (out / f"{name}_run.json").is_file():
+            result = {"results": json.loads((out / f"{name}.json").read_text()),
+                      "run": json.loads((out / f"{name}_run.json").read_text())}
+            (out / f"{name}.md").write_text(module.markdown(result["results"], result["run"]))
+            found[name] = result
+        else:
+            found[name] = None
+    if not any(found.values()):
+        raise FileNotFoundError(f"no uci.json/uci_run.json or mnist.json/mnist_run.json in {out}")
+    return write(out, found["uci"], found["mnist"])
 
 
 def run(out: str | Path, uci_settings: uci.Settings, mnist_settings: mnist.Settings, *, echo: bool = True) -> Path:

@@ -370,7 +370,7 @@ def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
         check = checks.get(name, {})
         lines.append(
             f"| {name} | {e['splits']} | {_fmt(e['rmse_mean'], e['rmse_se'], d)} | "
-            f"{_fmt(pe[0], pe[1], d) if pe else 'n/a'} | {_fmt(e['nll_mean'], e['nll_se'])} | "
+            f"{_fmt(pe[0], pe[1], d) if pe else 'n/a'} | {_fmt(e['nll_mean'], e['nll_se'], 3)} | "
             f"{_fmt(pe[2], pe[3]) if pe else 'n/a'} | {_fmt(*published['pbp'][2:]) if published else 'n/a'} | "
             f"{_fmt(*published['mc_dropout'][2:]) if published else 'n/a'} | "
             f"{_yes(check.get('nll_met'))} | {_yes(check.get('rmse_met'))} |"
