@@ -26,7 +26,10 @@ diverges here for the NLL-trained networks (Boston and yacht test NLL above 4). 
 rate and its schedule are therefore chosen per data set, from a small grid (:data:`CANDIDATES`), by the
 mean NLL of the deep ensemble on a validation part (20%) held out of each split's *training* rows, then
 every method is retrained on the full training rows with that choice; the test rows are never used to
-choose. ``Settings.optimizer`` fixes one setting for every data set instead.
+choose. In fairness: the five candidates themselves were picked by the developers after exploratory runs
+that did look at test scores on these splits (a constant 0.01 suits the noisy small sets, Boston and
+wine; a cosine decay from 0.03 the nearly noise-free ones, yacht and energy). ``Settings.optimizer``
+fixes one setting for every data set instead.
 """
 
 from __future__ import annotations
@@ -195,7 +198,8 @@ def select_optimizer(data: Prepared, settings: Settings, hidden: int) -> tuple[O
 
     Each split's training rows are cut into a training part and a validation part (a fixed random
     ``validation_fraction`` of them, drawn from the seed and the split), standardised on the part that
-    trains; the test rows play no part.
+    trains; the test rows play no part. The validation NLL is in the split's standardised target units
+    (a constant shift per split from the original scale, so it ranks the candidates alike).
     """
     x_fit, y_fit, x_val, y_val = [], [], [], []
     for i, (x, y) in enumerate(zip(data.x_train, data.y_train)):
@@ -409,7 +413,13 @@ def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
     s = run_info["settings"]
     lines.append(f"{s['members']} members, {s['epochs']} epochs, batch {s['batch_size']}, FGSM eps {s['eps']:g} of "
                  f"each feature's range, seed {s['seed']}. Optimiser: {s['optimizer']}.")
-    lines += ["", "| data set | hidden | optimiser used | validation NLL of each candidate | seconds (all methods) |",
+    if s["optimizer"].startswith("chosen"):
+        lines += ["", "The paper prints Adam 0.1 for every data set; that diverges here, so the optimiser is chosen per "
+                  "data set by the deep ensemble's NLL on 20% of each split's training rows (the test rows take no "
+                  "part). The candidate grid itself was picked after exploratory runs that did look at test scores "
+                  "of these splits."]
+    lines += ["", "| data set | hidden | optimiser used | validation NLL of each candidate (standardised targets) | "
+              "seconds (all methods) |",
               "|---|---|---|---|---|"]
     for name, d in run_info["datasets"].items():
         sel = d.get("selection", {}).get("validation_nll", {})
