@@ -334,6 +334,64 @@ def _common_table_options(parser: argparse.ArgumentParser) -> None:
                         help="skip rows with missing or infinite values (default: refuse them, naming the rows)")
 
 
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(name.strip() for name in text.split(",") if name.strip()) if text else None
+
+
+def _uci_settings(args: argparse.Namespace, *, members: int | None, epochs: int | None):
+    from deepens.experiments import uci
+
+    optimizer = None
+    if args.learning_rate is not None:
+        optimizer = uci.OptimizerConfig(args.learning_rate, args.schedule, args.weight_decay)
+    elif args.schedule != "constant" or args.weight_decay:
+        raise SystemExit("--schedule and --weight-decay need --learning-rate (without it the optimiser is "
+                         "chosen per data set on a validation split)")
+    fields = dict(data_dir=args.data_dir, datasets=_names(args.datasets), splits=args.splits, optimizer=optimizer,
+                  seed=args.seed)
+    if members is not None:
+        fields["members"] = members
+    if epochs is not None:
+        fields["epochs"] = epochs
+    return uci.Settings(**fields)
+
+
+def _mnist_settings(args: argparse.Namespace, *, members: int | None, epochs: int | None):
+    from deepens.experiments import mnist
+
+    fields = dict(data_dir=args.data_dir, train_limit=args.train_limit, test_limit=args.test_limit, seed=args.seed)
+    if members is not None:
+        fields["members"] = members
+    if epochs is not None:
+        fields["epochs"] = epochs
+    if getattr(args, "mnist_learning_rate", None) is not None:
+        fields["learning_rate"] = args.mnist_learning_rate
+    return mnist.Settings(**fields)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from deepens.experiments import mnist, report, uci
+
+    if args.benchmark == "uci":
+        result = uci.run(args.out, _uci_settings(args, members=args.members, epochs=args.epochs))
+        report.write(args.out, result, None)
+    elif args.benchmark == "mnist":
+        result = mnist.run(args.out, _mnist_settings(args, members=args.members, epochs=args.epochs))
+        report.write(args.out, None, result)
+    else:
+        report.run(args.out, _uci_settings(args, members=args.uci_members, epochs=args.uci_epochs),
+                   _mnist_settings(args, members=args.mnist_members, epochs=args.mnist_epochs))
+    print(f"report: {args.out}/report.md")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepens", description="Deep Ensembles in JAX: predictive uncertainty.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -408,6 +466,39 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bins", type=int, default=15, help="classification: calibration bins (default: 15)")
     _common_table_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
+
+    reproduce = commands.add_parser("reproduce", help="reproduce the paper's benchmarks and write a report")
+    benchmarks = reproduce.add_subparsers(dest="benchmark", required=True)
+    uci_parser = benchmarks.add_parser("uci", help="UCI regression (Table 1 and supplementary Table 2)")
+    mnist_parser = benchmarks.add_parser("mnist", help="MNIST: ensemble size, FGSM, NotMNIST (Figures 2, 3, 6)")
+    all_parser = benchmarks.add_parser("all", help="both, and report.md")
+    for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"), (all_parser, "results")):
+        sub.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
+        sub.add_argument("--data-dir", default=None,
+                         help="data folder (default: ../shared/data beside the repository, or $DEEPENS_DATA)")
+        sub.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        sub.set_defaults(run=_reproduce)
+    for sub in (uci_parser, all_parser):
+        sub.add_argument("--datasets", default=None, help="comma-separated data set folder names (default: all)")
+        sub.add_argument("--splits", type=_positive, default=None, help="use the first N splits (default: all)")
+        sub.add_argument("--learning-rate", type=float, default=None,
+                         help="one Adam learning rate for every data set (default: chosen per data set on validation)")
+        sub.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                         help="learning-rate schedule with --learning-rate (default: constant)")
+        sub.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay with --learning-rate")
+    for sub in (mnist_parser, all_parser):
+        sub.add_argument("--train-limit", type=_positive, default=None, help="use the first N training images")
+        sub.add_argument("--test-limit", type=_positive, default=None, help="use the first N images of each test set")
+    for sub, name in ((uci_parser, "uci"), (mnist_parser, "mnist")):
+        defaults = "5, 40" if name == "uci" else "10, 20"
+        sub.add_argument("--members", type=_positive, default=None, help=f"ensemble size (default: {defaults.split(',')[0]})")
+        sub.add_argument("--epochs", type=_positive, default=None, help=f"epochs (default:{defaults.split(',')[1]})")
+    mnist_parser.add_argument("--learning-rate", dest="mnist_learning_rate", type=float, default=None,
+                              help="Adam learning rate, cosine-decayed (default: 0.001)")
+    all_parser.add_argument("--uci-members", type=_positive, default=None, help="UCI ensemble size (default: 5)")
+    all_parser.add_argument("--uci-epochs", type=_positive, default=None, help="UCI epochs (default: 40)")
+    all_parser.add_argument("--mnist-members", type=_positive, default=None, help="largest MNIST ensemble (default: 10)")
+    all_parser.add_argument("--mnist-epochs", type=_positive, default=None, help="MNIST epochs (default: 20)")
     return parser
 
 
@@ -415,8 +506,14 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+# Commands on the user's own files: bad input there is reported in one line rather than a traceback.
+DATA_COMMANDS = ("train", "predict", "evaluate")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in DATA_COMMANDS:
+        return args.run(args)
     try:
         return args.run(args)
     except (ValueError, OSError) as err:

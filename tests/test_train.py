@@ -207,15 +207,17 @@ def test_model_output_width_must_fit_the_head(regression_data):
         deepens.fit(x, y, model=MLP((4,), 3), members=1, **COMMON)
 
 
-def test_compiled_program_is_reused_across_fits(regression_data):
+def test_compiled_program_is_reused_across_fits(regression_data, monkeypatch):
     x, y = regression_data
-    train._EXECUTABLES.clear()  # earlier tests may have filled the bounded cache, which then stops growing
-    deepens.fit(x, y, members=2, seed=21, **COMMON)
-    compiled = len(train._EXECUTABLES)
-    again = deepens.fit(x, y, members=2, seed=22, **COMMON)
-    assert len(train._EXECUTABLES) == compiled  # another seed, same shapes: no new program
-    deepens.fit(x, y, members=2, seed=22, **{**COMMON, "learning_rate": 0.02})
-    assert len(train._EXECUTABLES) == compiled + 1  # another learning rate is another program
+    compiled = []
+    original = train._compiled
+    monkeypatch.setattr(train, "_compiled", lambda *args: compiled.append(1) or original(*args))
+    deepens.fit(x, y, members=2, seed=21, **{**COMMON, "hidden": (7,)})
+    assert len(compiled) == 1
+    again = deepens.fit(x, y, members=2, seed=22, **{**COMMON, "hidden": (7,)})
+    assert len(compiled) == 1  # another seed, same shapes: no new program
+    deepens.fit(x, y, members=2, seed=22, **{**COMMON, "hidden": (7,), "learning_rate": 0.02})
+    assert len(compiled) == 2  # another learning rate is another program
     assert again.timings is not None and again.timings.train_s > 0
 
 
