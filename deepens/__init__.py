@@ -17,6 +17,8 @@ from deepens.uncertainty import categorical_uncertainty, entropy, variance_uncer
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeepEnsembleClassifier",
+    "DeepEnsembleRegressor",
     "FGSM",
     "VAT",
     "MLP",
@@ -32,5 +34,21 @@ __all__ = [
     "categorical_uncertainty",
     "entropy",
     "fit",
+    "load",
+    "save",
     "variance_uncertainty",
 ]
+
+
+def __getattr__(name: str):
+    # The estimators and save/load import scikit-learn and safetensors, so they load on first use and
+    # `import deepens` stays quick.
+    if name in ("DeepEnsembleRegressor", "DeepEnsembleClassifier"):
+        from deepens import sklearn
+
+        return getattr(sklearn, name)
+    if name in ("save", "load"):
+        from deepens import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module 'deepens' has no attribute {name!r}")

@@ -138,3 +138,67 @@ def training_curves(histories: Mapping[str, np.ndarray], *, columns: int = 4, lo
         ax.set_visible(False)
     figure.tight_layout()
     return figure
+
+
+def regression_calibration_figure(pit_values: np.ndarray, *, title: str = "", bins: int = 20) -> Figure:
+    """Calibration of a regression model from its PIT values (the predictive CDF at each observation).
+
+    Left: the quantile calibration curve, the fraction of observations at or below each predicted
+    quantile against the quantile's level (a calibrated model lies on the diagonal; above it, the
+    predictive distribution sits too high). Right: the central-interval curve, the fraction inside
+    each central interval against its level (below the diagonal: intervals too narrow, overconfident),
+    over a histogram of the PIT values (flat when calibrated).
+    """
+    from deepens.metrics import calibration_curve
+
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    for ax, kind, xlabel, ylabel in (
+        (left, "quantile", "predicted quantile level", "observed fraction below"),
+        (right, "central", "central interval level", "observed fraction inside"),
+    ):
+        curve = calibration_curve(pit_values, kind=kind)
+        ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated")
+        ax.plot(curve.expected, curve.observed, marker="o", ms=3, color="tab:blue", label="model")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    histogram = right.twinx()  # (no equal aspect: a twin axis cannot keep one)
+    histogram.hist(np.ravel(pit_values), bins=bins, range=(0, 1), color="tab:orange", alpha=0.25, density=True)
+    histogram.set_ylabel("PIT density (orange)")
+    left.legend(loc="upper left", fontsize=8)
+    left.set_title("quantile calibration")
+    right.set_title("interval calibration and PIT histogram")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def reliability_figure(reliability: object, *, title: str = "") -> Figure:
+    """A reliability diagram from :func:`deepens.metrics.reliability_diagram`: the accuracy in each
+    confidence bin against the bin's mean confidence (bars below the diagonal: overconfident), with the
+    number of examples per bin underneath."""
+    figure = Figure(figsize=(5.2, 6.0), layout="constrained")
+    top, bottom = figure.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    edges = np.asarray(reliability.edges)  # type: ignore[attr-defined]
+    counts = np.asarray(reliability.counts)  # type: ignore[attr-defined]
+    widths = np.diff(edges)
+    filled = counts > 0
+    accuracy = np.where(filled, reliability.accuracy, 0.0)  # type: ignore[attr-defined]
+    top.bar(edges[:-1], accuracy, width=widths, align="edge", color="tab:blue", alpha=0.7, edgecolor="white",
+            label="accuracy")
+    top.plot(np.asarray(reliability.confidence)[filled], accuracy[filled], "o", color="black", ms=3,  # type: ignore[attr-defined]
+             label="bin: (mean confidence, accuracy)")
+    top.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated")
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(f"reliability (ECE {reliability.ece:.3f})")  # type: ignore[attr-defined]
+    bottom.bar(edges[:-1], counts, width=widths, align="edge", color="0.5", edgecolor="white")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence")
+    bottom.set_ylabel("examples")
+    if title:
+        figure.suptitle(title)
+    return figure

@@ -1,0 +1,193 @@
+"""Tables on disk for the command line: reading CSV and Parquet, choosing and checking columns, inferring
+the task, and writing results atomically.
+
+Everything here raises ValueError (or FileNotFoundError) with a one-line message naming the file, the
+columns and the rows at fault, before anything is trained or written. Rows are named by their position
+among the data rows, counted from 1 (the header of a CSV file is not a data row).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _kind(path: Path) -> str:
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    return kind
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The table in a CSV or Parquet file, with a fresh 0..N-1 index."""
+    path = Path(path)
+    kind = _kind(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read it as {kind.upper()} ({_first_line(err)})") from None
+    if len(frame) == 0:
+        raise ValueError(f"{path}: the table has no data rows")
+    frame.columns = [str(c) for c in frame.columns]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise ValueError(f"{path}: duplicate column names {_names(duplicated)}")
+    return frame.reset_index(drop=True)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` as CSV or Parquet (by the extension) atomically (see :func:`deepens.io.atomic_file`):
+    ``path`` is either the complete new table or untouched."""
+    from deepens.io import atomic_file
+
+    path = Path(path)
+    if _kind(path) == "csv":
+        return atomic_file(path, lambda temporary: frame.to_csv(temporary, index=False))
+    return atomic_file(path, lambda temporary: frame.to_parquet(temporary, index=False))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(repr(c) for c in columns)
+
+
+def describe_rows(positions: Sequence[int] | np.ndarray) -> str:
+    """``rows 3, 7 and 12 more``, from 0-based positions, named as data rows counted from 1."""
+    rows = [int(p) + 1 for p in positions]
+    shown = ", ".join(str(r) for r in rows[:10])
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, source: str) -> None:
+    """A ValueError naming the ``columns`` that ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        available = _names(list(frame.columns)[:20]) + (" ..." if len(frame.columns) > 20 else "")
+        raise ValueError(f"{source} has no {what} column{'s' if len(missing) > 1 else ''} {_names(missing)} "
+                         f"(its columns: {available})")
+
+
+def is_numeric(column: pd.Series) -> bool:
+    """Numbers or booleans (not dates, not text, not categories)."""
+    return pd.api.types.is_bool_dtype(column) or (
+        pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_complex_dtype(column)
+    )
+
+
+def _first_non_numeric(column: pd.Series) -> str:
+    """``row 5 holds 'abc'``: the first value that is not a number, for a message."""
+    converted = pd.to_numeric(column, errors="coerce")
+    bad = np.flatnonzero(converted.isna().to_numpy() & column.notna().to_numpy())
+    if len(bad) == 0:
+        return f"dtype {column.dtype}"
+    return f"{describe_rows(bad[:1])} holds {column.iloc[bad[0]]!r}"
+
+
+def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    """A ValueError naming every column among ``columns`` that is not numeric, with an offending value."""
+    bad = [c for c in columns if not is_numeric(frame[c])]
+    if bad:
+        detail = "; ".join(f"{c!r}: {_first_non_numeric(frame[c])}" for c in bad[:5])
+        raise ValueError(
+            f"{source}: non-numeric feature column{'s' if len(bad) > 1 else ''} {_names(bad)} ({detail}); "
+            f"deepens uses numeric columns only: drop {'them' if len(bad) > 1 else 'it'} with --drop {' '.join(bad)}"
+        )
+
+
+def feature_columns(frame: pd.DataFrame, exclude: Sequence[str], source: str) -> list[str]:
+    """Every column not in ``exclude``, checked to be numeric; at least one."""
+    columns = [c for c in frame.columns if c not in set(exclude)]
+    if not columns:
+        raise ValueError(f"{source}: no feature columns are left (all were the target, the id or dropped)")
+    numeric_columns(frame, columns, source)
+    return columns
+
+
+def features(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The feature columns as float64 (booleans become 0 and 1), keeping their names."""
+    return frame[list(columns)].astype(np.float64)
+
+
+def unusable_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """0-based positions of rows with a missing value, or an infinite number, in any of ``columns``."""
+    bad = np.zeros(len(frame), bool)
+    for c in columns:
+        column = frame[c]
+        bad |= column.isna().to_numpy()
+        if is_numeric(column) and not pd.api.types.is_bool_dtype(column):
+            bad |= ~np.isfinite(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.flatnonzero(bad)
+
+
+def drop_unusable(frame: pd.DataFrame, columns: Sequence[str], drop: bool, source: str) -> tuple[pd.DataFrame, int]:
+    """``frame`` without rows that have missing or infinite values in ``columns`` when ``drop``;
+    otherwise a ValueError naming those rows and columns. Returns the frame and the number dropped."""
+    bad = unusable_rows(frame, columns)
+    if len(bad) == 0:
+        return frame, 0
+    if not drop:
+        where = [c for c in columns if frame[c].iloc[bad].isna().any() or c in _infinite_columns(frame.iloc[bad], columns)]
+        raise ValueError(
+            f"{source}: missing or infinite values in {describe_rows(bad)} (column{'s' if len(where) > 1 else ''} "
+            f"{_names(where)}); fix them or pass --drop-missing to skip such rows"
+        )
+    kept = frame.drop(index=frame.index[bad]).reset_index(drop=True)
+    if len(kept) == 0:
+        raise ValueError(f"{source}: every row has a missing or infinite value; nothing is left")
+    return kept, len(bad)
+
+
+def _infinite_columns(frame: pd.DataFrame, columns: Sequence[str]) -> set[str]:
+    return {c for c in columns if is_numeric(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+            and np.isinf(frame[c].to_numpy(dtype=np.float64, na_value=np.nan)).any()}
+
+
+def infer_task(target: pd.Series) -> tuple[str, str]:
+    """``(task, reason)``: classification for labels (text, booleans, or whole numbers taking few
+    values: at most 20, and at most half as many as there are rows), regression otherwise."""
+    values = target.dropna()
+    name = target.name
+    if pd.api.types.is_bool_dtype(values):
+        return "classification", f"target {name!r} is boolean"
+    if not is_numeric(values):
+        return "classification", f"target {name!r} holds text labels ({values.nunique()} distinct)"
+    numbers = values.to_numpy(dtype=np.float64)
+    numbers = numbers[np.isfinite(numbers)]
+    if len(numbers) and np.all(numbers == np.round(numbers)):
+        distinct = len(np.unique(numbers))
+        if distinct <= 20 and distinct <= len(numbers) / 2:
+            return "classification", f"target {name!r} holds {distinct} distinct whole numbers"
+        return "regression", f"target {name!r} holds {distinct} distinct whole numbers (too many for classes)"
+    return "regression", f"target {name!r} holds real numbers"
+
+
+def labels(target: pd.Series) -> np.ndarray:
+    """Class labels as a numpy array: text as Python strings (object), numbers and booleans as they are."""
+    if is_numeric(target):
+        return target.to_numpy()
+    return np.asarray([str(v) for v in target], dtype=object)
+
+
+def regression_target(target: pd.Series, source: str) -> np.ndarray:
+    """A numeric target as float64 ``(N,)``, or a ValueError with the first value that is not a number."""
+    if not is_numeric(target) or pd.api.types.is_bool_dtype(target):
+        raise ValueError(
+            f"{source}: the target {target.name!r} is not numeric ({_first_non_numeric(target)}); "
+            "for class labels use --task classification"
+        )
+    return target.to_numpy(dtype=np.float64)
