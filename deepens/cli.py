@@ -1,4 +1,5 @@
-"""The ``deepens`` command line: ``demo``, and ``train`` / ``predict`` / ``evaluate`` on CSV and Parquet tables.
+"""The ``deepens`` command line: ``demo``, ``bench``, ``reproduce``, and ``train`` / ``predict`` / ``evaluate`` on
+CSV and Parquet tables.
 
 Bad input (a missing file or column, non-numeric values, missing values, a class or a feature count
 the model never saw) ends the command with one line on stderr and exit code 2, before anything is
@@ -61,6 +62,8 @@ def checkpoint_dir_for(model_dir: str | Path) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import jax
+
     from deepens import io, tables
     from deepens.sklearn import DeepEnsembleClassifier, DeepEnsembleRegressor
 
@@ -88,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
         members=args.members, hidden_layer_sizes=tuple(args.hidden), activation=args.activation,
         adversarial=args.adversarial, eps=args.eps, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, random_state=args.seed,
-        verbose=not args.quiet,
+        devices=args.devices, verbose=not args.quiet,
     )
     if task == "regression":
         if args.loss not in (None, "nll"):
@@ -126,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     metadata = {"target": args.target, "task": task, "id": args.id, "features": feature_names,
                 "dropped_columns": list(args.drop), "training_rows": len(x), "resumed_from": resumed}
     estimator.save(out, metadata=metadata)
-    if use_checkpoints:
+    if use_checkpoints and jax.process_index() == 0:
         io.remove_checkpoints(checkpoints)  # the model is safely saved; they are spent
     timings = estimator.ensemble_.timings
     detail = f" (compiling {timings.compile_s:.1f} s)" if timings is not None else ""
@@ -348,7 +351,7 @@ def _uci_settings(args: argparse.Namespace, *, members: int | None, epochs: int 
         raise SystemExit("--schedule and --weight-decay need --learning-rate (without it the optimiser is "
                          "chosen per data set on a validation split)")
     fields = dict(data_dir=args.data_dir, datasets=_names(args.datasets), splits=args.splits, optimizer=optimizer,
-                  seed=args.seed)
+                  seed=args.seed, devices=args.devices)
     if members is not None:
         fields["members"] = members
     if epochs is not None:
@@ -359,7 +362,8 @@ def _uci_settings(args: argparse.Namespace, *, members: int | None, epochs: int 
 def _mnist_settings(args: argparse.Namespace, *, members: int | None, epochs: int | None):
     from deepens.experiments import mnist
 
-    fields = dict(data_dir=args.data_dir, train_limit=args.train_limit, test_limit=args.test_limit, seed=args.seed)
+    fields = dict(data_dir=args.data_dir, train_limit=args.train_limit, test_limit=args.test_limit, seed=args.seed,
+                  devices=args.devices)
     if members is not None:
         fields["members"] = members
     if epochs is not None:
@@ -439,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from the newest checkpoint (same data and settings) to the same result")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _common_table_options(train)
+    _device_options(train)
     train.set_defaults(run=_train)
 
     predict = commands.add_parser(
@@ -477,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-dir", default=None,
                          help="data folder (default: ../shared/data beside the repository, or $DEEPENS_DATA)")
         sub.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        _device_options(sub)
         sub.set_defaults(run=_reproduce)
     for sub in (uci_parser, all_parser):
         sub.add_argument("--datasets", default=None, help="comma-separated data set folder names (default: all)")
@@ -502,6 +508,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    """``--devices`` and the multi-host flags, for the commands that train."""
+    group = parser.add_argument_group(
+        "devices and hosts",
+        "Members are split over every device JAX sees (on a CPU, one per core). For a multi-host run start the "
+        "same command on every host with the coordinator's address, the number of processes and each one's id "
+        "(or set DEEPENS_COORDINATOR / DEEPENS_NUM_PROCESSES / DEEPENS_PROCESS_ID, or JAX's own JAX_* "
+        "variables); process 0 writes the outputs.",
+    )
+    group.add_argument("--devices", type=_positive, metavar="N", help="use the first N devices (default: all)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 in a multi-host run")
+    group.add_argument("--num-processes", type=_positive, metavar="N", help="processes in a multi-host run")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process's id, 0 .. N-1")
+
+
+def _join_hosts(args: argparse.Namespace) -> None:
+    """Start the multi-host runtime when asked for (it must come before any JAX computation); processes
+    other than 0 then write their outputs to a scratch folder, so exactly one copy lands in the user's."""
+    from deepens import devices
+
+    if not hasattr(args, "coordinator"):  # a command that does not train
+        return
+    if not devices.initialize_distributed(args.coordinator, args.num_processes, args.process_id):
+        return
+    import jax
+
+    if getattr(args, "output", None) and getattr(args, "checkpoint_dir", "unset") is None:
+        # Checkpoints stay where every process can find them on --resume (process 0 writes them).
+        args.checkpoint_dir = str(checkpoint_dir_for(args.output))
+    if jax.process_index() != 0:
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix=f"deepens-process{jax.process_index()}-")
+        for name in ("output", "out"):
+            if getattr(args, name, None):
+                setattr(args, name, str(Path(scratch) / Path(getattr(args, name)).name))
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
@@ -513,8 +557,10 @@ DATA_COMMANDS = ("train", "predict", "evaluate")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in DATA_COMMANDS:
+        _join_hosts(args)
         return args.run(args)
     try:
+        _join_hosts(args)
         return args.run(args)
     except (ValueError, OSError) as err:
         # Bad input or an unreadable file: one line, exit code 2; nothing was written (writes are atomic).

@@ -167,6 +167,8 @@ def to_host(tree: Any) -> Any:
     from jax.experimental import multihost_utils
 
     return jax.tree.map(
-        lambda leaf: np.asarray(leaf) if leaf.is_fully_addressable else multihost_utils.process_allgather(leaf, tiled=True),
+        lambda leaf: (
+            np.asarray(leaf) if getattr(leaf, "is_fully_addressable", True) else multihost_utils.process_allgather(leaf, tiled=True)
+        ),
         tree,
     )

@@ -108,6 +108,8 @@ class DeepEnsembleBase(BaseEstimator):
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
         if self.loss is not None:
             get_head(self._head_name()).loss(self.loss)  # raises for a loss the head cannot be trained with
+        if self.devices is not None:
+            validation.positive_int("devices", self.devices)
 
     def _hidden(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
@@ -175,7 +177,7 @@ class DeepEnsembleBase(BaseEstimator):
             raise ValueError("checkpoint_every and resume need a checkpoint_dir")
         seed = self._seed()
         digest = hashlib.sha256(x.tobytes() + targets.tobytes() + str((x.shape, targets.shape)).encode()).hexdigest()
-        params = {k: v for k, v in self._json_params().items() if k not in ("verbose", "random_state")}
+        params = {k: v for k, v in self._json_params().items() if k not in ("verbose", "random_state", "devices")}
         info = {"estimator": type(self).__name__, "params": params, "seed": seed, "data_sha256": digest,
                 "checkpoint_every": checkpoint_every}
         checkpoint = None
@@ -193,13 +195,16 @@ class DeepEnsembleBase(BaseEstimator):
                     )
         on_checkpoint = None
         if checkpoint_every is not None:
-            on_checkpoint = lambda c: io.save_checkpoint(checkpoint_dir, c, info)  # noqa: E731
+            def on_checkpoint(c: Any) -> None:
+                if jax.process_index() == 0:  # in a multi-host run every process holds the same state
+                    io.save_checkpoint(checkpoint_dir, c, info)
         adversarial = None if self.adversarial in (None, "none") else self.adversarial
         self.ensemble_ = fit_ensemble(
             x, targets, head=head, loss=self.loss, model=model, members=self.members, epochs=self.epochs,
             batch_size=self.batch_size, optimizer=optimizer, adversarial=adversarial,
             eps=None if self.eps is None else float(self.eps), num_classes=size if self._is_classifier else None,
-            seed=seed, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, resume=checkpoint,
+            seed=seed, devices=self.devices, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
+            resume=checkpoint,
             progress=bool(self.verbose), description=type(self).__name__,
         )
         self.seed_ = seed
@@ -274,6 +279,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         The defaults (40 epochs of batches of 100) are the paper's UCI protocol; the paper's printed
         learning rate is ambiguous, and 0.01 is used here.
       random_state: the seed (an int gives a reproducible fit; ``None`` draws one, kept in ``seed_``).
+      devices: train on the first that many devices JAX sees (``None``: all of them, on every host of a
+        multi-host run; members are split over them).
       verbose: show a progress bar over epochs.
 
     Fitted attributes: ``ensemble_`` (a :class:`deepens.Ensemble` on the standardised scale), ``x_mean_``,
@@ -296,6 +303,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         learning_rate: float = 0.01,
         weight_decay: float = 0.0,
         random_state: int | None = None,
+        devices: int | None = None,
         verbose: bool = False,
     ) -> None:
         self.members = members
@@ -310,6 +318,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.random_state = random_state
+        self.devices = devices
         self.verbose = verbose
 
     def _head_name(self) -> str:
@@ -445,6 +454,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         learning_rate: float = 0.01,
         weight_decay: float = 0.0,
         random_state: int | None = None,
+        devices: int | None = None,
         verbose: bool = False,
     ) -> None:
         self.members = members
@@ -458,6 +468,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.random_state = random_state
+        self.devices = devices
         self.verbose = verbose
 
     def _head_name(self) -> str:

@@ -148,3 +148,34 @@ print("ok")
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "4", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def test_two_processes_train_from_the_command_line(tmp_path):
+    """``deepens train`` on two hosts (two processes on 127.0.0.1): process 0 saves the model, which
+    predicts what a single-process run's model does."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(64, 3)), columns=["a", "b", "c"])
+    frame["y"] = frame["a"] - 2 * frame["b"] + 0.1 * rng.normal(size=64)
+    data = tmp_path / "data.csv"
+    frame.to_csv(data, index=False)
+    common = [sys.executable, "-m", "deepens.cli", "train", str(data), "--target", "y", "--members", "2",
+              "--epochs", "3", "--batch-size", "16", "--quiet"]
+    env = {**os.environ, "DEEPENS_CPU_DEVICES": "1", "PYTHONPATH": str(REPO)}
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(common + ["-o", str(tmp_path / "model"), "--coordinator", coordinator,
+                                   "--num-processes", "2", "--process-id", str(i)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    for p in procs:
+        log = p.communicate(timeout=300)[0]
+        assert p.returncode == 0, log[-3000:]
+    single = subprocess.run(common + ["-o", str(tmp_path / "single")], env=env, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "model", "single"]
+    two_hosts, one_host = deepens.load(tmp_path / "model"), deepens.load(tmp_path / "single")
+    x = frame[["a", "b", "c"]]
+    np.testing.assert_allclose(two_hosts.predict(x), one_host.predict(x), rtol=1e-5, atol=1e-5)

@@ -47,6 +47,7 @@ class Settings:
       eps: FGSM step on pixels in [0, 1] (0.01 = 1% of the input range, the paper's setting).
       train_limit, test_limit: use only the first that many training / test images (None: all).
       histogram_members: the ensemble sizes of the entropy histograms and selective curves.
+      devices: train on the first that many devices (None: all, on every host).
     """
 
     data_dir: str | None = None
@@ -62,6 +63,7 @@ class Settings:
     variants: tuple[str, ...] = VARIANTS
     histogram_members: tuple[int, ...] = (1, 5, 10)
     seed: int = 0
+    devices: int | None = None
 
     def optimizer(self, total_steps: int) -> optax.GradientTransformation:
         if self.schedule == "cosine":
@@ -137,7 +139,7 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         ensemble = fit(
             x_train, y_train, head="categorical", model=model, members=settings.members, epochs=settings.epochs,
             batch_size=settings.batch_size, optimizer=optimizer, adversarial=adversarial, num_classes=10,
-            seed=settings.seed, progress=echo, description=f"MNIST {variant}",
+            seed=settings.seed, devices=settings.devices, progress=echo, description=f"MNIST {variant}",
         )
         begin = time.perf_counter()
         outputs = np.asarray(ensemble.member_outputs(x_test))

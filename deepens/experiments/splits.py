@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import optax
 
-from deepens import devices
+from deepens.devices import Devices, padded_size, plan_mesh
 from deepens.adversarial import Adversarial, input_scale
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head
@@ -54,6 +54,7 @@ def train_splits(
     adversarial: Adversarial | None = None,
     optimizer: optax.GradientTransformation | None = None,
     seed: int = 0,
+    devices: Devices = None,
 ) -> SplitEnsembles:
     """Train ``members`` networks on each of ``S`` data sets of equal size, together.
 
@@ -62,6 +63,7 @@ def train_splits(
       head, loss: the members' head and its training loss name.
       adversarial: FGSM/VAT; a relative eps is taken per split from that split's feature ranges.
       optimizer: any Optax transformation (default Adam at ``learning_rate``).
+      devices: where to train (as ``deepens.fit``'s ``devices``).
     Returns:
       :class:`SplitEnsembles`.
     """
@@ -72,8 +74,8 @@ def train_splits(
     splits, n, _ = x.shape
     networks = splits * members
     batch = min(batch_size, n)
-    mesh = devices.plan_mesh(networks, batch)
-    padded = devices.padded_size(networks, mesh)
+    mesh = plan_mesh(networks, batch, devices)
+    padded = padded_size(networks, mesh)
     # Split s, member m is network s * members + m with stream m; any padding that evens out the devices
     # reuses the last split's data with fresh streams and is dropped afterwards.
     ids = [m for _ in range(splits) for m in range(members)] + list(range(members, members + padded - networks))
@@ -91,7 +93,7 @@ def train_splits(
     init_s = time.perf_counter() - start
     params, state, history, timings = train_members(
         program, params, state, x[of_split], y[of_split][..., None], epochs=epochs, seed=seed, member_ids=ids,
-        scale=scale, mesh=mesh if mesh.size > 1 else None,
+        scale=scale, mesh=mesh if mesh.size > 1 or jax.process_count() > 1 else None,
     )
     params, state = jax.device_get((params, state))
     ensembles = []

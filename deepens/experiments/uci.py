@@ -112,6 +112,7 @@ class Settings:
       eps: FGSM step as a fraction of each feature's training range.
       optimizer: one optimiser for every data set; None chooses per data set among ``candidates`` on a
         validation part of the training rows (``validation_fraction``).
+      devices: train on the first that many devices (None: all, on every host).
     """
 
     data_dir: str | None = None
@@ -127,6 +128,7 @@ class Settings:
     validation_fraction: float = 0.2
     methods: tuple[str, ...] = METHODS
     seed: int = 0
+    devices: int | None = None
 
     def hidden_for(self, name: str) -> int:
         if self.hidden is not None:
@@ -176,7 +178,7 @@ def _train(
             np.stack([x[i] for i in group]), np.stack([y[i] for i in group]), head=head, loss=loss,
             hidden=(hidden,), members=settings.members, epochs=settings.epochs, batch_size=settings.batch_size,
             learning_rate=optimizer.learning_rate, adversarial=adversarial, optimizer=_cached(optimizer, steps),
-            seed=settings.seed,
+            seed=settings.seed, devices=settings.devices,
         )
         for i, ensemble in zip(group, trained.ensembles):
             ensembles[i] = ensemble
