@@ -340,23 +340,14 @@ def ensemble_arrays(ensemble: Ensemble) -> dict[str, np.ndarray]:
 
 
 def placed(ensemble: Ensemble) -> Ensemble:
-    """The ensemble with its members placed on devices as :func:`deepens.fit` leaves them on one host
-    (split over the mesh's ``members`` axis when they divide evenly, else replicated on it; one device
-    for a single member), so a loaded ensemble runs the same compiled prediction program as the one that
-    was saved and predicts bitwise the same numbers (another placement compiles differently and can
-    change the last bit). Where fit also split batches over a ``data`` axis (accelerators), the loaded
-    members sit on the members axis only; predictions then agree to rounding."""
+    """The ensemble with its members on devices as :func:`deepens.fit` leaves them
+    (:func:`deepens.devices.place_for_prediction`), so a loaded ensemble runs the same compiled prediction
+    program as the one that was saved and predicts bitwise the same numbers (another placement compiles
+    differently and can change the last bit)."""
     from deepens import devices
 
-    members = ensemble.members
-    mesh = devices.plan_mesh(members, 1)
-    if mesh.size == 1 and jax.process_count() == 1:
-        place = jax.device_put
-    elif members % mesh.shape[devices.MEMBERS] == 0:
-        place = lambda tree: devices.shard_members(tree, mesh)  # noqa: E731
-    else:
-        place = lambda tree: devices.replicate(tree, mesh)  # noqa: E731
-    return dataclasses.replace(ensemble, params=place(ensemble.params), state=place(ensemble.state))
+    params, state = devices.place_for_prediction((ensemble.params, ensemble.state), ensemble.members)
+    return dataclasses.replace(ensemble, params=params, state=state)
 
 
 def ensemble_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], where: str) -> Ensemble:

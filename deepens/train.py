@@ -514,6 +514,7 @@ def fit(
     if len(trained_ids) > len(ids):
         keep = lambda leaf: leaf[: len(ids)]  # noqa: E731
         params, state, history = jax.tree.map(keep, params), jax.tree.map(keep, state), history[:, : len(ids)]
+    params, state = devices_module.place_for_prediction((params, state), len(ids))
     return Ensemble(
         model=model, head=head, params=params, state=state, input_shape=features.shape[1:],
         target_size=size, squeeze_target=not head.is_classifier and np.ndim(y) == 1,
