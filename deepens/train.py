@@ -33,7 +33,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from deepens import devices as devices_module
 from deepens import validation
-from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_objective, get_adversarial, input_scale, vat_divergence
+from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_perturb, get_adversarial, input_scale, vat_divergence
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
 from deepens.models import MLP, Model, as_model
@@ -116,7 +116,9 @@ def _batch_objective(
     outputs, new_state = forward(x)
     per_example = loss_fn(outputs, y)
     if isinstance(adversarial, FGSM):
-        per_example = fgsm_objective(lambda inputs: loss_fn(forward(inputs)[0], y), x, adversarial.eps * scale)
+        # fgsm_objective's formula, reusing the clean loss already computed.
+        x_adv = fgsm_perturb(lambda inputs: loss_fn(forward(inputs)[0], y), x, adversarial.eps * scale)
+        per_example = 0.5 * (per_example + loss_fn(forward(x_adv)[0], y))
     elif isinstance(adversarial, VAT):
         predict = lambda inputs: forward(inputs)[0]  # noqa: E731
         divergence = vat_divergence(predict, program.head.kl, x, outputs, key, adversarial, scale)
