@@ -227,22 +227,18 @@ def _percent(level: float) -> str:
 def prediction_table(model: Any, x: Any, level: float) -> Any:
     """The columns ``predict`` writes: regression ``mean, std, lower_P, upper_P, aleatoric_std,
     epistemic_std`` (P the level in percent); classification ``prob_<class>`` for each class,
-    ``predicted``, ``entropy`` and ``knowledge`` (nats)."""
-    import numpy as np
+    ``predicted``, ``entropy`` and ``knowledge`` (nats). One pass of the members over ``x``."""
     import pandas as pd
 
     if hasattr(model, "classes_"):
-        probs = model.predict_proba(x)
-        u = model.predict_uncertainty(x)
-        table = {f"prob_{c}": probs[:, k] for k, c in enumerate(model.classes_)}
-        table.update(predicted=model.classes_[np.argmax(probs, axis=1)], entropy=u.total, knowledge=u.knowledge)
+        d = model.describe(x)
+        table = {f"prob_{c}": d["probs"][:, k] for k, c in enumerate(model.classes_)}
+        table.update(predicted=d["predicted"], entropy=d["entropy"], knowledge=d["knowledge"])
         return pd.DataFrame(table)
-    mean, std = model.predict(x, return_std=True)
-    lower, upper = model.predict_interval(x, level)
-    u = model.predict_uncertainty(x)
+    d = model.describe(x, level)
     p = _percent(level)
-    return pd.DataFrame({"mean": mean, "std": std, f"lower_{p}": lower, f"upper_{p}": upper,
-                         "aleatoric_std": np.sqrt(u.aleatoric), "epistemic_std": np.sqrt(u.epistemic)})
+    return pd.DataFrame({"mean": d["mean"], "std": d["std"], f"lower_{p}": d["lower"], f"upper_{p}": d["upper"],
+                         "aleatoric_std": d["aleatoric_std"], "epistemic_std": d["epistemic_std"]})
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -35,7 +35,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from deepens import io, validation
+from deepens import io, mixture, validation
+from deepens.data.standardize import Standardizer
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
@@ -47,12 +48,10 @@ ADVERSARIAL = ("none", "fgsm", "vat")
 _SEED_LIMIT = 2**31 - 1
 
 
-def _standard_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and standard deviations ``(D,)``; a constant column gets scale 1 (it is only centred)."""
-    mean = a.mean(axis=0)
-    scale = a.std(axis=0)
-    constant = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
-    return mean, np.where(constant, 1.0, scale)
+def _normalised(probs: Any) -> np.ndarray:
+    """Float64 probabilities whose rows sum to 1 exactly enough for scikit-learn's checks."""
+    probs = np.asarray(probs, np.float64)
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def _labels_to_json(classes: np.ndarray) -> dict[str, Any]:
@@ -149,6 +148,11 @@ class DeepEnsembleBase(BaseEstimator):
         check_consistent_length(X, y)
         validation.features(X, name="X")  # names the rows holding NaN or inf
         return X, y
+
+    def _distribution(self, X: Any) -> RegressionPrediction | ClassificationPrediction:
+        """The ensemble's prediction (a Regression- or ClassificationPrediction) on the standardised scale."""
+        x = self._standardised_x(X)  # first: it raises NotFittedError before ensemble_ is touched
+        return self.ensemble_.predict(x)
 
     def _standardised_x(self, X: Any) -> np.ndarray:
         """Check ``X`` against the training data and standardise it: float32 ``(N, D)``."""
@@ -343,19 +347,15 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         X, y = self._validate_xy(X, y)
         validation.regression_targets(y, len(X), name="y")  # numeric and finite, or an error naming rows
         y64 = np.asarray(y, np.float64).reshape(len(X), -1)
-        self.x_mean_, self.x_scale_ = _standard_scale(X)
-        self.y_mean_, self.y_scale_ = _standard_scale(y64)
+        x_stats, y_stats = Standardizer.fit(X), Standardizer.fit(y64)
+        self.x_mean_, self.x_scale_ = x_stats.mean, x_stats.std
+        self.y_mean_, self.y_scale_ = y_stats.mean, y_stats.std
         x = ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
         targets = ((y64 - self.y_mean_) / self.y_scale_).astype(np.float32)
         if np.ndim(y) == 1:
             targets = targets[:, 0]
         self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume)
         return self
-
-    def _distribution(self, X: Any) -> RegressionPrediction:
-        """The ensemble's prediction on the standardised scale."""
-        x = self._standardised_x(X)  # first: it raises NotFittedError before ensemble_ is touched
-        return self.ensemble_.predict(x)
 
     def _to_user(self, a: Any, *, shift: bool = True, power: int = 1) -> np.ndarray:
         """A standardised-scale quantity in the user's units: values shift and scale, stds scale,
@@ -386,22 +386,38 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         u = self._distribution(X).uncertainty
         return VarianceUncertainty(*(self._to_user(v, shift=False, power=2) for v in u))
 
+    def describe(self, X: Any, level: float = 0.9) -> dict[str, np.ndarray]:
+        """Everything ``predict``, ``predict_interval`` and ``predict_uncertainty`` give, from one pass of the
+        members over ``X``: ``mean``, ``std``, ``lower``, ``upper`` (the central ``level`` interval),
+        ``aleatoric_std`` and ``epistemic_std``, each ``(N,)`` (``(N, T)`` for 2-D targets), in y's units."""
+        if not 0.0 < float(level) < 1.0:
+            raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
+        prediction = self._distribution(X)
+        lower, upper = prediction.interval(float(level))
+        u = prediction.uncertainty
+        return {
+            "mean": self._to_user(prediction.mean), "std": self._to_user(prediction.std, shift=False),
+            "lower": self._to_user(lower), "upper": self._to_user(upper),
+            "aleatoric_std": self._to_user(np.sqrt(u.aleatoric), shift=False),
+            "epistemic_std": self._to_user(np.sqrt(u.epistemic), shift=False),
+        }
+
     def nll(self, X: Any, y: Any) -> np.ndarray:
         """Per-row negative log-likelihood of ``y`` under the exact mixture, in the user's units, ``(N,)``."""
         prediction = self._distribution(X)
-        y = np.asarray(y, np.float64)
-        y_std = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
-        y_std = y_std[:, 0] if self.ensemble_.squeeze_target else y_std
-        return np.asarray(prediction.nll(y_std), np.float64) + float(np.sum(np.log(self.y_scale_)))
+        return np.asarray(prediction.nll(self._standardised_y(y)), np.float64) + float(np.sum(np.log(self.y_scale_)))
 
     def predict_cdf(self, X: Any, y: Any) -> np.ndarray:
         """The mixture's CDF at ``y`` per row (``(N,)`` or ``(N, T)``): probability integral transform
         values, uniform on [0, 1] for a calibrated model. A CDF is unchanged by the standardisation."""
         prediction = self._distribution(X)
+        return np.asarray(prediction.cdf(self._standardised_y(y)), np.float64)
+
+    def _standardised_y(self, y: Any) -> np.ndarray:
+        """Targets in the user's units on the scale the networks were trained on, shaped as in training."""
         y = np.asarray(y, np.float64)
-        y_std = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
-        y_std = y_std[:, 0] if self.ensemble_.squeeze_target else y_std
-        return np.asarray(prediction.cdf(y_std), np.float64)
+        standardised = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
+        return standardised[:, 0] if self.ensemble_.squeeze_target else standardised
 
     def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.9, 0.95)) -> dict[str, float]:
         """Every regression metric of :func:`deepens.metrics.evaluate` on ``(X, y)``, in the user's units:
@@ -490,25 +506,20 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"classification needs at least 2 classes in y, got only one class: {self.classes_[0]!r}")
-        self.x_mean_, self.x_scale_ = _standard_scale(X)
+        x_stats = Standardizer.fit(X)
+        self.x_mean_, self.x_scale_ = x_stats.mean, x_stats.std
         x = ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
         self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume)
         return self
 
-    def _distribution(self, X: Any) -> ClassificationPrediction:
-        x = self._standardised_x(X)
-        return self.ensemble_.predict(x)
-
     def predict_proba(self, X: Any) -> np.ndarray:
         """The average of the members' class probabilities, ``(N, K)``, columns in the order of ``classes_``."""
-        probs = np.asarray(self._distribution(X).probs, np.float64)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return _normalised(self._distribution(X).probs)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """``log predict_proba(X)`` computed from the members' log-softmax (exact for tiny probabilities)."""
         outputs = self._distribution(X).member_outputs
-        log_probs = jax.nn.logsumexp(jax.nn.log_softmax(outputs, axis=-1), axis=0) - jnp.log(outputs.shape[0])
-        return np.asarray(log_probs, np.float64)
+        return np.asarray(mixture.mixture_log_prob(jax.nn.log_softmax(outputs, axis=-1)), np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class per row, ``(N,)``, as labels from ``classes_``."""
@@ -519,6 +530,16 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         """Per-row uncertainty in nats: total (entropy of the mean), data (mean entropy) and knowledge
         (their difference: the mutual information, large where the members disagree)."""
         return CategoricalUncertainty(*(np.asarray(v, np.float64) for v in self._distribution(X).uncertainty))
+
+    def describe(self, X: Any) -> dict[str, np.ndarray]:
+        """``predict_proba``, ``predict`` and ``predict_uncertainty`` from one pass of the members over ``X``:
+        ``probs`` ``(N, K)``, ``predicted`` labels, and ``entropy``, ``data`` and ``knowledge`` (nats), ``(N,)``."""
+        prediction = self._distribution(X)
+        probs = _normalised(prediction.probs)
+        u = prediction.uncertainty
+        return {"probs": probs, "predicted": self.classes_[np.argmax(probs, axis=1)],
+                "entropy": np.asarray(u.total, np.float64), "data": np.asarray(u.data, np.float64),
+                "knowledge": np.asarray(u.knowledge, np.float64)}
 
     def encode_labels(self, y: Any) -> np.ndarray:
         """Indices into ``classes_`` ``(N,)``; a ValueError naming labels the model never saw in training."""

@@ -182,6 +182,27 @@ def test_classifier_with_string_labels(blobs):
         model.nll(x[:3], np.array(["cat", "fox", "dog"]))
 
 
+def test_describe_is_the_other_predictions_from_one_pass(linear_data, regressor, blobs):
+    x, _ = linear_data
+    d = regressor.describe(x, level=0.8)
+    mean, std = regressor.predict(x, return_std=True)
+    lower, upper = regressor.predict_interval(x, level=0.8)
+    u = regressor.predict_uncertainty(x)
+    for key, expected in (("mean", mean), ("std", std), ("lower", lower), ("upper", upper),
+                          ("aleatoric_std", np.sqrt(u.aleatoric)), ("epistemic_std", np.sqrt(u.epistemic))):
+        np.testing.assert_allclose(d[key], expected, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="level"):
+        regressor.describe(x, level=1.0)
+    xb, yb = blobs
+    classifier = DeepEnsembleClassifier(**SMALL).fit(xb, yb)
+    d = classifier.describe(xb)
+    u = classifier.predict_uncertainty(xb)
+    np.testing.assert_array_equal(d["probs"], classifier.predict_proba(xb))
+    np.testing.assert_array_equal(d["predicted"], classifier.predict(xb))
+    np.testing.assert_array_equal(d["knowledge"], u.knowledge)
+    np.testing.assert_array_equal(d["entropy"], u.total)
+
+
 def test_sklearn_tools_work_with_pandas_frames(blobs):
     x, y = blobs
     frame = pd.DataFrame(x, columns=["u", "v"])
