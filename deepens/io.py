@@ -173,6 +173,12 @@ def atomic_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as indented, strict JSON (no NaN) to ``path`` atomically (see :func:`atomic_file`)."""
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    return atomic_file(path, lambda temporary: temporary.write_text(text))
+
+
 def _read_verified(folder: Path, name: str, expected: Mapping[str, Any]) -> bytes:
     file = folder / name
     try:
@@ -271,6 +277,11 @@ def unflatten(prefix: str, template: Any, arrays: Mapping[str, np.ndarray], memb
     return jax.tree_util.tree_unflatten(treedef, rebuilt)
 
 
+def leaf_names(prefix: str, tree: Any) -> set[str]:
+    """The names :func:`flatten` gives a tree's leaves (shapes suffice: nothing is copied)."""
+    return {prefix + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def _unused(arrays: Mapping[str, np.ndarray], used: set[str], where: str) -> None:
     extra = sorted(set(arrays) - used)
     if extra:
@@ -357,8 +368,7 @@ def ensemble_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], w
     params_template, state_template = member_template(model, input_shape)
     params = unflatten("params", params_template, arrays, members, where)
     state = unflatten("state", state_template, arrays, members, where)
-    used = set(flatten("params", params)) | set(flatten("state", state)) | {"history"}
-    _unused(arrays, used, where)
+    _unused(arrays, leaf_names("params", params_template) | leaf_names("state", state_template) | {"history"}, where)
     return placed(Ensemble(
         model=model, head=head_from_config(config["head"]), params=params, state=state, input_shape=input_shape,
         target_size=int(config["target_size"]), squeeze_target=bool(config["squeeze_target"]),
@@ -490,7 +500,7 @@ def load_checkpoint(path: str | Path, model: Model, optimizer: Any, input_shape:
     params = unflatten("params", params_template, arrays, members, where)
     state = unflatten("state", state_template, arrays, members, where)
     opt_state = unflatten("opt_state", opt_template, arrays, members, where)
-    used = set(flatten("params", params)) | set(flatten("state", state)) | set(flatten("opt_state", opt_state))
+    used = leaf_names("params", params_template) | leaf_names("state", state_template) | leaf_names("opt_state", opt_template)
     _unused(arrays, used | {"history"}, where)
     checkpoint = Checkpoint(params, state, opt_state, epoch=int(config["epoch"]), history=arrays["history"])
     return checkpoint, config["info"]

@@ -18,23 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deepens.data.standardize import Standardizer  # noqa: F401  (re-exported for callers of this module)
+
 REQUIRED = ("data.txt", "index_features.txt", "index_target.txt", "n_splits.txt")
-
-
-@dataclasses.dataclass(frozen=True)
-class Standardizer:
-    """Per-column mean and standard deviation of a training part (columns of zero spread get 1)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, a: np.ndarray) -> Standardizer:
-        std = a.std(axis=0)
-        return cls(mean=a.mean(axis=0), std=np.where(std > 0, std, 1.0))
-
-    def transform(self, a: np.ndarray) -> np.ndarray:
-        return (a - self.mean) / self.std
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,6 @@ FGSM). Writes the figures, ``metrics.json`` and prints a table with the time of 
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from deepens import plots
 from deepens.adversarial import FGSM
 from deepens.data import toy
 from deepens.ensemble import Ensemble
+from deepens.io import write_json
 from deepens.train import fit
 
 
@@ -64,7 +64,8 @@ def _record(experiment: str, head: str, run: Run, ensemble: Ensemble, **metrics:
         "head": head,
         "members": run.members,
         "adversarial": run.adversarial,
-        **{k: float(v) for k, v in metrics.items()},
+        # A diverged network can score inf or NaN; strict JSON records that as null.
+        **{k: float(v) if np.isfinite(v) else None for k, v in metrics.items()},
         "train_seconds": round(ensemble.timings.train_s, 4),
         "compile_seconds": round(ensemble.timings.compile_s, 4),
     }
@@ -148,7 +149,7 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     begin = time.perf_counter()
     plots.save(plots.training_curves({**regression_histories, **classification_histories}, log_scale=True), out / "training_curves.png")
     records = regression_records + classification_records
-    _write_json(out / "metrics.json", records)
+    write_json(out / "metrics.json", records)
     stages["training curves and metrics.json"] = time.perf_counter() - begin
     stages["total"] = time.perf_counter() - started
 
@@ -156,8 +157,8 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     for column in ("experiment", "head", "members", "adversarial", "NLL", "RMSE / acc.", "compile s", "train s"):
         table.add_column(column, justify="left" if column in ("experiment", "head", "adversarial") else "right")
     for r in records:
-        score = f"{r['rmse']:.3f}" if "rmse" in r else f"{r['accuracy']:.4f}"
-        table.add_row(r["experiment"], r["head"], str(r["members"]), r["adversarial"], f"{r['nll']:.3f}", score,
+        score = _number(r["rmse"], ".3f") if "rmse" in r else _number(r["accuracy"], ".4f")
+        table.add_row(r["experiment"], r["head"], str(r["members"]), r["adversarial"], _number(r["nll"], ".3f"), score,
                       f"{r['compile_seconds']:.2f}", f"{r['train_seconds']:.2f}")
     console.print(table)
     for stage, seconds in stages.items():
@@ -166,8 +167,5 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     return records
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a reader never sees a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
+def _number(value: float | None, spec: str) -> str:
+    return "not finite" if value is None else format(value, spec)

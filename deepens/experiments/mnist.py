@@ -16,7 +16,6 @@ of member outputs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from deepens import metrics
 from deepens.adversarial import FGSM
 from deepens.data import mnist as mnist_data
 from deepens.experiments import figures, paper
+from deepens.io import write_json
 from deepens.models import MLP
 from deepens.prediction import ClassificationPrediction
 from deepens.train import fit
@@ -190,8 +190,8 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
                                        "accuracy": [None if np.isnan(a) else round(float(a), 5) for a in c.accuracy[::10]]}
                                for label, c in selective.items()},
     }
-    _write_json(out / "mnist.json", results)
-    _write_json(out / "mnist_run.json", run_info)
+    write_json(out / "mnist.json", results)
+    write_json(out / "mnist_run.json", run_info)
     (out / "mnist.md").write_text(markdown(results, run_info))
     console.print(f"MNIST done in {total:.1f} s; results in {out.resolve()}")
     return {"results": results, "run": run_info}
@@ -262,8 +262,3 @@ def markdown(results: dict[str, dict[str, dict[str, float]]], run_info: dict[str
         "![reliability](mnist_reliability.png)", ""]
     return "\n".join(lines)
 
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import optax
 
-from deepens.devices import Devices, padded_size, plan_mesh
 from deepens.adversarial import Adversarial, input_scale
+from deepens.devices import Devices, padded_size, plan_mesh
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head
 from deepens.models import MLP, as_model

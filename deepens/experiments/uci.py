@@ -35,7 +35,6 @@ fixes one setting for every data set instead.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -51,6 +50,7 @@ from deepens.data import paths, uci
 from deepens.experiments import paper
 from deepens.experiments.splits import SplitEnsembles, group_by_size, train_splits
 from deepens.heads import Gaussian, Point
+from deepens.io import write_json
 
 METHODS = ("ensemble", "ensemble_mse", "single", "single_at", "ensemble_at")
 METHOD_LABELS = {
@@ -335,8 +335,8 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         "targets": targets(results),
         "total_seconds": round(total, 2),
     }
-    _write_json(out / "uci.json", results)
-    _write_json(out / "uci_run.json", run_info)
+    write_json(out / "uci.json", results)
+    write_json(out / "uci_run.json", run_info)
     (out / "uci.md").write_text(markdown(results, run_info))
     from deepens.experiments import figures
 
@@ -439,8 +439,3 @@ def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
 def _yes(flag: bool | None) -> str:
     return "n/a" if flag is None else ("yes" if flag else "**no**")
 
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
