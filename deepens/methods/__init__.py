@@ -1,0 +1,6 @@
+"""How M members are laid out in networks: deep ensembles (one network per member) and, through the same
+seam, ensembles inside one network (MIMO, BatchEnsemble). See :mod:`deepens.methods.base`."""
+
+from deepens.methods.base import METHODS, Method, get_method, register_method
+
+__all__ = ["METHODS", "Method", "get_method", "register_method"]
