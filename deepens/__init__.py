@@ -1,5 +1,8 @@
 """deepens: predictive uncertainty with Deep Ensembles (Lakshminarayanan, Pritzel & Blundell, 2017), in JAX."""
 
+from pathlib import Path
+from typing import Any, Mapping
+
 from deepens import devices as _devices
 
 # One JAX device per CPU core, so members train on different cores at once. Must run before the first
@@ -14,7 +17,7 @@ from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit
 from deepens.uncertainty import categorical_uncertainty, entropy, variance_uncertainty
 
-__version__ = "0.1.0"
+from deepens._version import __version__
 
 __all__ = [
     "DeepEnsembleClassifier",
@@ -41,14 +44,47 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The estimators and save/load import scikit-learn and safetensors, so they load on first use and
-    # `import deepens` stays quick.
+    # The estimators import scikit-learn, so they load on first use and `import deepens` stays quick.
     if name in ("DeepEnsembleRegressor", "DeepEnsembleClassifier"):
         from deepens import sklearn
 
         return getattr(sklearn, name)
-    if name in ("save", "load"):
-        from deepens import io
-
-        return getattr(io, name)
     raise AttributeError(f"module 'deepens' has no attribute {name!r}")
+
+
+def save(obj: Any, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Save an :class:`Ensemble` (of the built-in MLP) or a fitted ``DeepEnsembleRegressor``/``Classifier``
+    to the folder ``path``, atomically and without pickle (see :mod:`deepens.io`). ``metadata``: extra
+    plain-JSON information kept with it (``deepens.io.read_metadata`` gives it back).
+
+    Raises ValueError for a model other than the built-in MLP, an unfitted estimator, or a ``path`` that
+    holds something other than a deepens object.
+    """
+    from deepens import serialization
+
+    if isinstance(obj, Ensemble):
+        return serialization.save_ensemble(obj, path, metadata=metadata)
+    from deepens import sklearn
+
+    if isinstance(obj, sklearn.DeepEnsembleBase):
+        return obj.save(path, metadata=metadata)
+    raise ValueError(f"cannot save a {type(obj).__name__}: save an Ensemble or a fitted deepens estimator")
+
+
+def load(path: str | Path) -> Any:
+    """Load what :func:`save` wrote, by the kind its manifest names: an :class:`Ensemble` or a fitted estimator.
+
+    Raises:
+      FileNotFoundError: nothing at ``path``.
+      FormatError (a ValueError): missing, truncated or modified files, an unknown format version or kind.
+    """
+    from deepens import io, serialization
+
+    kind = io.bundle_kind(path)
+    if kind == "ensemble":
+        return serialization.load_ensemble(path)
+    from deepens import sklearn
+
+    if kind in sklearn.ESTIMATORS:
+        return sklearn.ESTIMATORS[kind].load(path)
+    raise io.FormatError(f"{path} holds a {kind}, not an ensemble or {' or '.join(sklearn.ESTIMATORS)}")

@@ -142,10 +142,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    import deepens
     from deepens import io
     from deepens.sklearn import DeepEnsembleBase
 
-    model = io.load(path)
+    model = deepens.load(path)
     if not isinstance(model, DeepEnsembleBase):
         raise CommandError(
             f"{path} holds a bare Ensemble; the command line needs a model made by `deepens train` or a "

@@ -100,12 +100,6 @@ class Ensemble:
             return ClassificationPrediction(outputs, self.head)
         return RegressionPrediction(self.head, outputs, self.squeeze_target)
 
-    def save(self, path: Any, *, metadata: dict[str, Any] | None = None) -> Any:
-        """Save to the folder ``path`` without pickle (see :mod:`deepens.io`); ``deepens.load`` reads it."""
-        from deepens import io
-
-        return io.save(self, path, metadata=metadata)
-
     def select(self, members: Sequence[int] | slice) -> Ensemble:
         """A smaller ensemble made of the chosen members (by position)."""
         index = np.arange(self.members)[members] if isinstance(members, slice) else np.asarray(members)

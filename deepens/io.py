@@ -1,17 +1,16 @@
-"""Saving and loading ensembles, fitted estimators and training checkpoints, without pickle.
+"""The deepens file format, without pickle: verified bundles, atomic writes and named arrays.
 
 A saved object is a folder of three files:
 
     manifest.json       {"format": "deepens", "format_version": 1, "kind": ...,
                          "files": {name: {"sha256": ..., "bytes": ...}}, "manifest_sha256": ...}
-    config.json         what the object is: the model's constructor fields, the head, shapes, member ids,
-                        seed, an estimator's hyper-parameters and preprocessing statistics (plain JSON)
+    config.json         what the object is (plain JSON; see :mod:`deepens.serialization`)
     arrays.safetensors  every array (parameters, model state, optimizer state, loss history)
 
 Nothing is ever unpickled and no code is imported by name from a file: loading parses JSON and
-safetensors (a JSON header and raw little-endian buffers) and rebuilds the one network it knows how
-to build, the built-in :class:`~deepens.models.MLP`. An ensemble of any other model cannot be saved
-(there is no safe way to rebuild arbitrary code from data) and :func:`save` says so.
+safetensors (a JSON header and raw little-endian buffers). This module imports nothing of deepens:
+what the arrays and the configuration mean (ensembles, estimators, checkpoints) is
+:mod:`deepens.serialization`'s business.
 
 Integrity: the manifest holds the size and sha256 of every other file and a sha256 of its own content,
 so a truncated, modified or missing file, or a manifest edited by hand, is refused with an error that
@@ -27,7 +26,6 @@ holds anything other than a deepens object is never overwritten.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -39,10 +37,6 @@ from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
-
-from deepens.ensemble import Ensemble
-from deepens.heads import HEADS, Head
-from deepens.models import MLP, FlaxModel, Model
 
 FORMAT = "deepens"
 FORMAT_VERSION = 1
@@ -193,17 +187,8 @@ def _read_verified(folder: Path, name: str, expected: Mapping[str, Any]) -> byte
     return data
 
 
-def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-    """Read and verify a bundle: ``(kind, config, arrays)``.
-
-    Raises:
-      FileNotFoundError: there is no folder at ``path``.
-      FormatError: a missing, truncated or modified file, an unknown format version, or a kind other
-        than ``kinds``.
-    """
-    from safetensors.numpy import load as safetensors_load
-
-    folder = Path(path)
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The checked manifest of the bundle in ``folder`` (format, version, own hash, file list)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"no saved model at {folder}" + (" (it is a file, not a folder)" if folder.exists() else ""))
     try:
@@ -230,6 +215,28 @@ def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple
     files = manifest.get("files", {})
     if set(files) != set(_FILES):
         raise FormatError(f"{folder / MANIFEST} lists files {sorted(files)}, expected {sorted(_FILES)}")
+    return manifest
+
+
+def bundle_kind(path: str | Path) -> str:
+    """What the bundle at ``path`` holds (``"ensemble"``, an estimator's class name, ``"checkpoint"``),
+    from its checked manifest alone; :func:`read_bundle` verifies the rest."""
+    return str(_read_manifest(Path(path))["kind"])
+
+
+def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """Read and verify a bundle: ``(kind, config, arrays)``.
+
+    Raises:
+      FileNotFoundError: there is no folder at ``path``.
+      FormatError: a missing, truncated or modified file, an unknown format version, or a kind other
+        than ``kinds``.
+    """
+    from safetensors.numpy import load as safetensors_load
+
+    folder = Path(path)
+    manifest = _read_manifest(folder)
+    files = manifest["files"]
     kind = manifest["kind"]
     if kinds is not None and kind not in kinds:
         raise FormatError(f"{folder} holds a {kind}, not a {' or '.join(kinds)}")
@@ -248,11 +255,11 @@ def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple
 # template (the shapes a fresh initialisation would give), never from the file.
 
 
-def flatten(prefix: str, tree: Any) -> dict[str, np.ndarray]:
-    """Named host copies of a pytree's leaves (gathering sharded arrays): ``{prefix + keypath: array}``."""
-    from deepens.devices import to_host
-
-    leaves, _ = jax.tree_util.tree_flatten_with_path(to_host(tree))
+def flatten(prefix: str, tree: Any, to_host: Callable[[Any], Any] | None = None) -> dict[str, np.ndarray]:
+    """Named host copies of a pytree's leaves: ``{prefix + keypath: array}``. Pass arrays already on the
+    host, or a ``to_host`` that brings them there (e.g. :func:`deepens.devices.to_host`, which gathers
+    arrays sharded over several processes)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree if to_host is None else to_host(tree))
     return {prefix + jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in leaves}
 
 
@@ -282,152 +289,16 @@ def leaf_names(prefix: str, tree: Any) -> set[str]:
     return {prefix + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _unused(arrays: Mapping[str, np.ndarray], used: set[str], where: str) -> None:
+def check_unused(arrays: Mapping[str, np.ndarray], used: set[str], where: str) -> None:
+    """FormatError when ``arrays`` holds names outside ``used`` (a file written for something else)."""
     extra = sorted(set(arrays) - used)
     if extra:
         raise FormatError(f"{where}: unexpected arrays {extra[:5]}")
 
 
-def member_template(model: Model, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """Shapes and dtypes of one member's ``(params, state)``, without computing anything."""
-    example = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
-    return jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
-
-
-# --------------------------------------------------------------------------------------------------
-# Ensembles.
-
-
-def model_config(model: Model) -> dict[str, Any]:
-    """The built-in MLP's constructor fields; a ValueError for any other model."""
-    if isinstance(model, FlaxModel) and type(model.module) is MLP:
-        m = model.module
-        return {"type": "MLP", "hidden": list(m.hidden), "outputs": m.outputs, "activation": m.activation,
-                "batch_norm": m.batch_norm}
-    raise ValueError(
-        f"cannot save an ensemble of {type(getattr(model, 'module', model)).__name__}: only the built-in "
-        "deepens.MLP can be rebuilt from a saved file without running code (saving never pickles); "
-        "save the parameters yourself (deepens.io.flatten gives them as named arrays)"
-    )
-
-
-def model_from_config(config: Mapping[str, Any]) -> Model:
-    if config.get("type") != "MLP":
-        raise FormatError(f"unknown model type {config.get('type')!r} in a saved model")
-    return FlaxModel(MLP(tuple(int(w) for w in config["hidden"]), int(config["outputs"]), str(config["activation"]),
-                         bool(config["batch_norm"])))
-
-
-def head_config(head: Head) -> dict[str, Any]:
-    if type(head) is not HEADS.get(head.name):
-        raise ValueError(f"cannot save a custom head {type(head).__name__}; only {sorted(HEADS)} can be saved")
-    return {"name": head.name, **{f.name: getattr(head, f.name) for f in dataclasses.fields(head)}}
-
-
-def head_from_config(config: Mapping[str, Any]) -> Head:
-    fields = dict(config)
-    name = fields.pop("name", None)
-    if name not in HEADS:
-        raise FormatError(f"unknown head {name!r} in a saved model")
-    return HEADS[name](**fields)
-
-
-def ensemble_config(ensemble: Ensemble) -> dict[str, Any]:
-    return {
-        "model": model_config(ensemble.model),
-        "head": head_config(ensemble.head),
-        "members": ensemble.members,
-        "input_shape": list(ensemble.input_shape),
-        "target_size": ensemble.target_size,
-        "squeeze_target": ensemble.squeeze_target,
-        "member_ids": list(ensemble.member_ids),
-        "seed": ensemble.seed,
-    }
-
-
-def ensemble_arrays(ensemble: Ensemble) -> dict[str, np.ndarray]:
-    return {**flatten("params", ensemble.params), **flatten("state", ensemble.state),
-            "history": np.asarray(ensemble.history, np.float32)}
-
-
-def placed(ensemble: Ensemble) -> Ensemble:
-    """The ensemble with its members on devices as :func:`deepens.fit` leaves them
-    (:func:`deepens.devices.place_for_prediction`), so a loaded ensemble runs the same compiled prediction
-    program as the one that was saved and predicts bitwise the same numbers (another placement compiles
-    differently and can change the last bit)."""
-    from deepens import devices
-
-    params, state = devices.place_for_prediction((ensemble.params, ensemble.state), ensemble.members)
-    return dataclasses.replace(ensemble, params=params, state=state)
-
-
-def ensemble_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], where: str) -> Ensemble:
-    model = model_from_config(config["model"])
-    input_shape = tuple(int(d) for d in config["input_shape"])
-    members = int(config["members"])
-    params_template, state_template = member_template(model, input_shape)
-    params = unflatten("params", params_template, arrays, members, where)
-    state = unflatten("state", state_template, arrays, members, where)
-    _unused(arrays, leaf_names("params", params_template) | leaf_names("state", state_template) | {"history"}, where)
-    return placed(Ensemble(
-        model=model, head=head_from_config(config["head"]), params=params, state=state, input_shape=input_shape,
-        target_size=int(config["target_size"]), squeeze_target=bool(config["squeeze_target"]),
-        history=arrays["history"], member_ids=tuple(int(i) for i in config["member_ids"]), seed=int(config["seed"]),
-    ))
-
-
-# --------------------------------------------------------------------------------------------------
-# The public entry points.
-
-
-def save(obj: Any, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Save an :class:`~deepens.Ensemble` or a fitted ``DeepEnsembleRegressor``/``Classifier`` to the folder
-    ``path``, atomically. ``metadata``: extra plain-JSON information kept with it (see :func:`read_metadata`).
-
-    Raises ValueError for a model other than the built-in MLP, an unfitted estimator, or a ``path`` that
-    holds something other than a deepens object.
-    """
-    from deepens import sklearn as estimators
-
-    if isinstance(obj, Ensemble):
-        kind, config, arrays = "ensemble", {"ensemble": ensemble_config(obj)}, ensemble_arrays(obj)
-    elif isinstance(obj, estimators.DeepEnsembleBase):
-        kind, config, arrays = type(obj).__name__, *obj._to_saved()
-    else:
-        raise ValueError(f"cannot save a {type(obj).__name__}: save an Ensemble or a fitted deepens estimator")
-    config = {**config, "metadata": dict(metadata or {}), "deepens_version": _version()}
-    return write_bundle(path, kind, config, arrays)
-
-
-def load(path: str | Path) -> Any:
-    """Load what :func:`save` wrote: an :class:`~deepens.Ensemble` or a fitted estimator.
-
-    Raises:
-      FileNotFoundError: nothing at ``path``.
-      FormatError (a ValueError): missing, truncated or modified files, or an unknown format version.
-    """
-    from deepens import sklearn as estimators
-
-    kinds = ("ensemble", *estimators.ESTIMATORS)
-    kind, config, arrays = read_bundle(path, kinds)
-    where = str(path)
-    try:
-        if kind == "ensemble":
-            return ensemble_from(config["ensemble"], arrays, where)
-        return estimators.ESTIMATORS[kind]._from_saved(config, arrays, where)
-    except (KeyError, TypeError, AttributeError) as err:  # verified, yet not what this version writes
-        raise FormatError(f"{where}: {CONFIG} lacks or mangles an entry ({type(err).__name__}: {err})") from None
-
-
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``metadata`` given to :func:`save`, after verifying every file."""
+    """The ``metadata`` given to ``deepens.save`` or an estimator's ``save``, after verifying every file."""
     return read_bundle(path)[1].get("metadata", {})
-
-
-def _version() -> str:
-    from deepens import __version__
-
-    return __version__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -436,21 +307,15 @@ def _version() -> str:
 _CHECKPOINT = re.compile(r"^epoch-(\d{6,})$")
 
 
-def save_checkpoint(folder: str | Path, checkpoint: Any, info: Mapping[str, Any]) -> Path:
-    """Write a :class:`deepens.train.Checkpoint` as ``folder/epoch-NNNNNN`` and then remove older ones.
-
-    ``info`` (plain JSON) describes the run, so that a resume can check it continues the same one.
-    Each checkpoint is its own atomic bundle, so a kill at any moment leaves the previous one intact.
-    """
+def save_checkpoint(folder: str | Path, epoch: int, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write a checkpoint bundle (plain JSON ``config``, host ``arrays``) as ``folder/epoch-NNNNNN`` and
+    then remove older ones. Each checkpoint is its own atomic bundle, so a kill at any moment leaves the
+    previous one intact."""
     folder = Path(folder)
-    arrays = {**flatten("params", checkpoint.params), **flatten("state", checkpoint.state),
-              **flatten("opt_state", checkpoint.opt_state), "history": np.asarray(checkpoint.history, np.float32)}
-    members = int(jax.tree.leaves(checkpoint.params)[0].shape[0])
-    config = {"info": dict(info), "epoch": int(checkpoint.epoch), "members": members, "deepens_version": _version()}
-    path = write_bundle(folder / f"epoch-{checkpoint.epoch:06d}", "checkpoint", config, arrays)
+    path = write_bundle(folder / f"epoch-{epoch:06d}", "checkpoint", {**config, "epoch": int(epoch)}, arrays)
     for older in folder.iterdir():
         match = _CHECKPOINT.match(older.name)
-        if match and int(match.group(1)) < checkpoint.epoch:
+        if match and int(match.group(1)) < epoch:
             shutil.rmtree(older, ignore_errors=True)
     return path
 
@@ -480,27 +345,3 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
     return max(found)[1] if found else None
-
-
-def load_checkpoint(path: str | Path, model: Model, optimizer: Any, input_shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint` for this model and optimizer.
-
-    Returns ``(Checkpoint, info)``. The pytrees are rebuilt from a fresh (shape-only) initialisation,
-    so a checkpoint of another model or optimizer is refused (FormatError), not silently misread.
-    """
-    from deepens.train import Checkpoint
-
-    _, config, arrays = read_bundle(path, ("checkpoint",))
-    where = str(path)
-    if not isinstance(config.get("members"), int) or not isinstance(config.get("epoch"), int) or "info" not in config:
-        raise FormatError(f"{where}: {CONFIG} is not a checkpoint's configuration")
-    members = int(config["members"])
-    params_template, state_template = member_template(model, input_shape)
-    opt_template = jax.eval_shape(optimizer.init, params_template)
-    params = unflatten("params", params_template, arrays, members, where)
-    state = unflatten("state", state_template, arrays, members, where)
-    opt_state = unflatten("opt_state", opt_template, arrays, members, where)
-    used = leaf_names("params", params_template) | leaf_names("state", state_template) | leaf_names("opt_state", opt_template)
-    _unused(arrays, used | {"history"}, where)
-    checkpoint = Checkpoint(params, state, opt_state, epoch=int(config["epoch"]), history=arrays["history"])
-    return checkpoint, config["info"]

@@ -16,7 +16,7 @@ Beyond ``predict``/``predict_proba``/``score``:
   ``predict_uncertainty(X)``: total, aleatoric and epistemic *variance* per row (squared target units).
 - ``DeepEnsembleClassifier.predict_uncertainty(X)``: total, data and knowledge uncertainty per row, in nats.
 - ``nll(X, y)``: per-row negative log-likelihood under the ensemble's mixture.
-- ``save(path)`` (see :mod:`deepens.io`); ``deepens.load(path)`` gives the fitted estimator back.
+- ``save(path)`` (see :mod:`deepens.io`); ``Estimator.load(path)`` or ``deepens.load(path)`` gives it back.
 - ``fit(X, y, checkpoint_dir=..., checkpoint_every=N, resume=True)``: checkpoint every N epochs and
   continue an interrupted fit to the same parameters as an uninterrupted one.
 """
@@ -35,7 +35,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from deepens import io, mixture, validation
+from deepens import io, mixture, serialization, validation
 from deepens.data.standardize import Standardizer
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
@@ -188,7 +188,7 @@ class DeepEnsembleBase(BaseEstimator):
         if resume:
             latest = io.latest_checkpoint(checkpoint_dir)
             if latest is not None:
-                checkpoint, saved = io.load_checkpoint(latest, model, optimizer, x.shape[1:])
+                checkpoint, saved = serialization.load_checkpoint(latest, model, optimizer, x.shape[1:])
                 if self._fixed_seed() is None:
                     seed = info["seed"] = saved["seed"]  # an unseeded run continues with the seed it drew
                 differing = sorted(k for k in info if info[k] != saved.get(k))
@@ -201,7 +201,7 @@ class DeepEnsembleBase(BaseEstimator):
         if checkpoint_every is not None:
             def on_checkpoint(c: Any) -> None:
                 if jax.process_index() == 0:  # in a multi-host run every process holds the same state
-                    io.save_checkpoint(checkpoint_dir, c, info)
+                    serialization.save_checkpoint(checkpoint_dir, c, info)
         adversarial = None if self.adversarial in (None, "none") else self.adversarial
         self.ensemble_ = fit_ensemble(
             x, targets, head=head, loss=self.loss, model=model, members=self.members, epochs=self.epochs,
@@ -216,8 +216,17 @@ class DeepEnsembleBase(BaseEstimator):
     # ---- saving ----------------------------------------------------------------------------------
 
     def save(self, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
-        """Save the fitted estimator to the folder ``path`` (see :mod:`deepens.io`); ``deepens.load`` reads it."""
-        return io.save(self, path, metadata=metadata)
+        """Save the fitted estimator to the folder ``path``, atomically and without pickle (see
+        :mod:`deepens.io`); :meth:`load` and ``deepens.load`` read it. ``metadata``: extra plain JSON."""
+        config, arrays = self._to_saved()
+        return serialization.save_bundle(path, type(self).__name__, config, arrays, metadata)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeepEnsembleBase:
+        """The fitted estimator :meth:`save` wrote to ``path`` (FormatError if it holds anything else)."""
+        _, config, arrays = io.read_bundle(path, (cls.__name__,))
+        with serialization.mangled(str(path)):
+            return cls._from_saved(config, arrays, str(path))
 
     def _fitted_json(self) -> dict[str, Any]:
         fitted: dict[str, Any] = {
@@ -242,9 +251,9 @@ class DeepEnsembleBase(BaseEstimator):
         check_is_fitted(self, "ensemble_")
         config = {
             "estimator": {"params": self._json_params(), "fitted": self._fitted_json()},
-            "ensemble": io.ensemble_config(self.ensemble_),
+            "ensemble": serialization.ensemble_config(self.ensemble_),
         }
-        return config, io.ensemble_arrays(self.ensemble_)
+        return config, serialization.ensemble_arrays(self.ensemble_)
 
     @classmethod
     def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> DeepEnsembleBase:
@@ -252,7 +261,7 @@ class DeepEnsembleBase(BaseEstimator):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         estimator = cls(**params)
         estimator._restore_fitted(config["estimator"]["fitted"])
-        estimator.ensemble_ = io.ensemble_from(config["ensemble"], arrays, where)
+        estimator.ensemble_ = serialization.ensemble_from(config["ensemble"], arrays, where)
         return estimator
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -260,7 +269,7 @@ class DeepEnsembleBase(BaseEstimator):
         # unpickled estimator predicts bitwise what the original did.
         super().__setstate__(state)
         if "ensemble_" in self.__dict__:
-            self.ensemble_ = io.placed(self.ensemble_)
+            self.ensemble_ = serialization.placed(self.ensemble_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

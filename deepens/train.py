@@ -34,6 +34,7 @@ from jax.sharding import Mesh, PartitionSpec
 from deepens import devices as devices_module
 from deepens import validation
 from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_perturb, get_adversarial, input_scale, vat_divergence
+from deepens.checkpoint import Checkpoint
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
 from deepens.models import MLP, Model, as_model
@@ -254,23 +255,6 @@ def _executable(program: Program, *args: Any) -> tuple[Callable, float]:
     while len(_EXECUTABLES) > MAX_EXECUTABLES:
         _EXECUTABLES.popitem(last=False)
     return executable, seconds
-
-
-@dataclasses.dataclass(frozen=True)
-class Checkpoint:
-    """Everything needed to continue training to the same result as an uninterrupted run.
-
-    Attributes:
-      params, state, opt_state: the members' parameters, model state and optimizer state (leading axis M).
-      epoch: epochs completed.
-      history: training loss so far, ``(epoch, M)``.
-    """
-
-    params: Any
-    state: Any
-    opt_state: Any
-    epoch: int
-    history: np.ndarray
 
 
 def train_members(

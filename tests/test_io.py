@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import deepens
-from deepens import io
+from deepens import io, serialization
 from deepens.io import FormatError
 from deepens.models import MLP
 
@@ -44,7 +44,7 @@ def saved(tmp_path, regressor):
 def test_an_ensemble_loads_back_predicting_bitwise_the_same(tmp_path, data, members):
     x, y = data
     ensemble = deepens.fit(x, y, hidden=(8,), members=members, epochs=3, progress=False)
-    ensemble.save(tmp_path / "e")
+    deepens.save(ensemble, tmp_path / "e")
     loaded = deepens.load(tmp_path / "e")
     assert isinstance(loaded, deepens.Ensemble)
     for a, b in zip(_leaves(ensemble.params), _leaves(loaded.params), strict=True):
@@ -63,7 +63,7 @@ def test_batch_norm_state_and_classifier_heads_round_trip(tmp_path, data):
     model = MLP((8,), 3, batch_norm=True)
     ensemble = deepens.fit(x, labels, head="categorical", model=model, members=2, epochs=3, progress=False)
     assert jax.tree.leaves(ensemble.state)  # batch statistics are state, and must be saved too
-    loaded = deepens.load(ensemble.save(tmp_path / "bn"))
+    loaded = deepens.load(deepens.save(ensemble, tmp_path / "bn"))
     for a, b in zip(_leaves(ensemble.state), _leaves(loaded.state), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(np.asarray(loaded.predict(x).probs), np.asarray(ensemble.predict(x).probs))
@@ -89,6 +89,11 @@ def test_estimators_load_back_predicting_bitwise_the_same(tmp_path, data, regres
     np.testing.assert_array_equal(back.predict_proba(x), classifier.predict_proba(x))
     np.testing.assert_array_equal(back.predict(x), classifier.predict(x))
     assert io.read_metadata(tmp_path / "c")["note"] == "labels"
+    # Each estimator class loads its own kind, and refuses the other's.
+    direct = deepens.DeepEnsembleClassifier.load(tmp_path / "c")
+    np.testing.assert_array_equal(direct.predict_proba(x), classifier.predict_proba(x))
+    with pytest.raises(FormatError, match="holds a DeepEnsembleClassifier, not a DeepEnsembleRegressor"):
+        deepens.DeepEnsembleRegressor.load(tmp_path / "c")
 
 
 def test_loading_never_unpickles(monkeypatch, saved, data):
@@ -150,7 +155,7 @@ def test_custom_models_are_refused_rather_than_pickled(tmp_path, data):
 
     ensemble = deepens.fit(*data, model=Custom(), members=1, epochs=1, progress=False)
     with pytest.raises(ValueError, match="only the built-in deepens.MLP"):
-        ensemble.save(tmp_path / "custom")
+        deepens.save(ensemble, tmp_path / "custom")
     assert not (tmp_path / "custom").exists()
     with pytest.raises(ValueError, match="fitted"):
         deepens.save(deepens.DeepEnsembleRegressor(), tmp_path / "unfitted")
@@ -173,13 +178,13 @@ def test_removing_checkpoints_touches_nothing_else(tmp_path, data):
     folder = tmp_path / "mixed"
     taken = []
     deepens.fit(*data, hidden=(4,), members=1, epochs=2, checkpoint_every=1, on_checkpoint=taken.append, progress=False)
-    io.save_checkpoint(folder, taken[1], {})
+    serialization.save_checkpoint(folder, taken[1], {})
     (folder / ".epoch-000001.tmp-0123456789ab").mkdir()  # what a kill during a save leaves
     (folder / "results.csv").write_text("keep")
     io.remove_checkpoints(folder)
     assert sorted(os.listdir(folder)) == ["results.csv"]
     (folder / "results.csv").unlink()
-    io.save_checkpoint(folder, taken[1], {})
+    serialization.save_checkpoint(folder, taken[1], {})
     io.remove_checkpoints(folder)
     assert not folder.exists()
 
@@ -218,12 +223,12 @@ def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data
                     adversarial="fgsm", checkpoint_every=2, progress=False)
     taken = []
     uninterrupted = deepens.fit(x, y, on_checkpoint=taken.append, **settings)
-    io.save_checkpoint(tmp_path / "ckpt", taken[0], {"run": "a"})
-    io.save_checkpoint(tmp_path / "ckpt", taken[1], {"run": "a"})
+    serialization.save_checkpoint(tmp_path / "ckpt", taken[0], {"run": "a"})
+    serialization.save_checkpoint(tmp_path / "ckpt", taken[1], {"run": "a"})
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["epoch-000004"]  # older ones are removed
     latest = io.latest_checkpoint(tmp_path / "ckpt")
     model = uninterrupted.model
-    checkpoint, info = io.load_checkpoint(latest, model, deepens.train.make_optimizer(0.01, 0.0), (3,))
+    checkpoint, info = serialization.load_checkpoint(latest, model, deepens.train.make_optimizer(0.01, 0.0), (3,))
     assert info == {"run": "a"} and checkpoint.epoch == 4
     resumed = deepens.fit(x, y, resume=checkpoint, **settings)
     for a, b in zip(_leaves(uninterrupted.params), _leaves(resumed.params), strict=True):
@@ -231,7 +236,7 @@ def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data
     np.testing.assert_array_equal(uninterrupted.history, resumed.history)
     # A checkpoint read with another model is refused, not misread.
     with pytest.raises(FormatError, match="expected"):
-        io.load_checkpoint(latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0), (3,))
+        serialization.load_checkpoint(latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0), (3,))
 
 
 def test_estimator_checkpoints_resume_and_refuse_another_run(tmp_path, data):
