@@ -34,10 +34,10 @@ from jax.sharding import Mesh, PartitionSpec
 from deepens import devices as devices_module
 from deepens import validation
 from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_perturb, get_adversarial, input_scale, vat_divergence
-from deepens.checkpoint import Checkpoint
+from deepens.checkpoint import Checkpoint, run_identity
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
-from deepens.models import MLP, Model, as_model
+from deepens.models import MLP, FlaxModel, Model, as_model
 
 LossFn = Callable[[Array, Array], Array]
 
@@ -449,7 +449,8 @@ def fit(
       checkpoint_every, on_checkpoint: hand a :class:`Checkpoint` to ``on_checkpoint`` after every
         ``checkpoint_every`` epochs.
       resume: continue from such a checkpoint, with the same data and settings, to the same result as an
-        uninterrupted run.
+        uninterrupted run; a checkpoint whose run identity (data and settings, see
+        :func:`deepens.checkpoint.run_identity`) differs is refused with a ValueError. ``epochs`` may grow.
       progress: show a progress bar over epochs with the current mean loss.
     Returns:
       The trained :class:`~deepens.ensemble.Ensemble`; its ``history`` holds the loss per epoch and member,
@@ -473,6 +474,7 @@ def fit(
     if isinstance(loss, str):
         head.loss(loss)  # raises for a loss the head cannot be trained with
     model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
+    optimizer_given = optimizer
     optimizer = make_optimizer(float(learning_rate), float(weight_decay)) if optimizer is None else optimizer
 
     mesh = devices_module.plan_mesh(len(ids), batch, devices)
@@ -491,6 +493,21 @@ def fit(
         validation.positive_int("checkpoint_every", checkpoint_every)
     chunk = epochs_per_call(epochs, steps, checkpoint_every)
     program = Program(model, head, loss, optimizer, adversarial, batch, chunk, True)
+    identity = run_identity(features, targets, {
+        "head": head, "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
+        "model": model.module if isinstance(model, FlaxModel) else type(model).__qualname__, "seed": seed, "member_ids": trained_ids,
+        "batch_size": batch, "adversarial": adversarial,
+        "optimizer": (float(learning_rate), float(weight_decay)) if optimizer_given is None else "custom",
+    })
+    if resume is not None and resume.identity != identity:
+        raise ValueError(
+            "the checkpoint belongs to another run: resume with the data and settings (head, loss, model, seed, "
+            "members, batch size, adversarial training, optimizer) of the run that wrote it"
+            + ("" if resume.identity else " (this checkpoint carries no run identity)")
+        )
+    if on_checkpoint is not None:
+        user_on_checkpoint = on_checkpoint
+        on_checkpoint = lambda c: user_on_checkpoint(dataclasses.replace(c, identity=identity))  # noqa: E731
     scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
     params, state, history, timings = train_members(
         program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,

@@ -249,8 +249,29 @@ def test_resume_rejects_a_checkpoint_of_another_ensemble(regression_data):
     x, y = regression_data
     saved = []
     deepens.fit(x, y, members=2, devices=1, checkpoint_every=2, on_checkpoint=saved.append, **COMMON)
-    with pytest.raises(ValueError, match="checkpoint holds 2 members"):
+    with pytest.raises(ValueError, match="belongs to another run"):
         deepens.fit(x, y, members=3, devices=1, checkpoint_every=2, resume=saved[0], **COMMON)
+
+
+def test_resume_refuses_a_checkpoint_of_other_data_or_settings(regression_data):
+    x, y = regression_data
+    settings = dict(COMMON, members=2, devices=1, epochs=4, checkpoint_every=2)
+    saved = []
+    deepens.fit(x, y, on_checkpoint=saved.append, **settings)
+    assert saved[0].identity is not None and saved[0].identity == saved[1].identity
+    deepens.fit(x, y, resume=saved[0], **settings)  # the same run resumes
+    deepens.fit(x, y, resume=saved[0], **dict(settings, epochs=6))  # and may train for longer
+    changed_rows = x.copy()
+    changed_rows[0, 0] += 1.0
+    for change in (
+        dict(x=changed_rows), dict(y=y + 1.0), dict(x=x[:-1], y=y[:-1]),
+        dict(learning_rate=0.5), dict(seed=123), dict(head="laplace"), dict(adversarial="fgsm"),
+    ):
+        args = {"x": x, "y": y, **settings, **change}
+        with pytest.raises(ValueError, match="belongs to another run"):
+            deepens.fit(args.pop("x"), args.pop("y"), resume=saved[0], **args)
+    with pytest.raises(ValueError, match="carries no run identity"):
+        deepens.fit(x, y, resume=dataclasses.replace(saved[0], identity=None), **settings)
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
