@@ -1,13 +1,11 @@
-"""deepens: predictive uncertainty with Deep Ensembles (Lakshminarayanan, Pritzel & Blundell, 2017), in JAX."""
+"""deepens: predictive uncertainty with Deep Ensembles (Lakshminarayanan, Pritzel & Blundell, 2017), in JAX.
+
+Importing deepens changes nothing global: to train members on several CPU cores at once, call
+``deepens.devices.use_cpu_cores()`` before JAX starts (the CLI and the estimators' ``fit`` do).
+"""
 
 from pathlib import Path
 from typing import Any, Mapping
-
-from deepens import devices as _devices
-
-# One JAX device per CPU core, so members train on different cores at once. Must run before the first
-# JAX computation; it does nothing if the user configured devices or JAX has already started.
-_devices.use_cpu_cores()
 
 from deepens.adversarial import FGSM, VAT
 from deepens.ensemble import Ensemble

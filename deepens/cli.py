@@ -552,6 +552,9 @@ DATA_COMMANDS = ("train", "predict", "evaluate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from deepens import devices
+
+    devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
     args = build_parser().parse_args(argv)
     if args.command not in DATA_COMMANDS:
         _join_hosts(args)

@@ -35,7 +35,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from deepens import io, mixture, serialization, validation
+from deepens import devices, io, mixture, serialization, validation
 from deepens.data.standardize import Standardizer
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
@@ -173,6 +173,7 @@ class DeepEnsembleBase(BaseEstimator):
         resume: bool,
     ) -> None:
         """Train the ensemble on standardised inputs ``x`` and targets; sets ``ensemble_`` and ``seed_``."""
+        devices.use_cpu_cores()  # one JAX device per core if JAX has not started yet (else a no-op)
         self._check_params()
         head = get_head(self._head_name())
         model = FlaxModel(MLP(self._hidden(), head.num_outputs(size), str(self.activation)))

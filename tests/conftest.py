@@ -1,3 +1,11 @@
+"""Shared fixtures. Before deepens (or JAX) is imported, the test process asks JAX for two CPU devices,
+so the sharding tests in test_devices.py run on every machine (they fail, never skip, without them).
+Through jax.config, not the environment: the fresh processes some tests start choose their own count."""
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 2)
+
 import numpy as np
 import pytest
 

@@ -13,6 +13,7 @@ from deepens import devices
 
 def main() -> None:
     coordinator, processes, process_id, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    devices.use_cpu_cores()  # DEEPENS_CPU_DEVICES from the test, before JAX starts
     assert devices.initialize_distributed(coordinator, processes, process_id)
     import jax
 

@@ -39,12 +39,36 @@ def _assert_same(a, b, **tol):
     np.testing.assert_allclose(a.history, b.history, rtol=1e-5)
 
 
-def test_this_process_has_one_cpu_device_per_core():
-    assert jax.device_count() == len(os.sched_getaffinity(0)) or os.environ.get("DEEPENS_CPU_DEVICES")
+def _fresh_python(script: str, **env: str) -> str:
+    """Run ``script`` in a new Python with no device count configured (plus ``env``); its stdout."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "DEEPENS_CPU_DEVICES")}
+    result = subprocess.run([sys.executable, "-c", script], env={**clean, "PYTHONPATH": str(REPO), **env},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()
 
 
-@pytest.mark.skipif(jax.device_count() < 2, reason="needs two devices")
-def test_sharded_members_equal_one_device(data):
+def test_use_cpu_cores_gives_one_cpu_device_per_core_and_import_changes_nothing():
+    script = "import deepens, jax; {}print(jax.device_count())"
+    assert _fresh_python(script.format("")) == "1"  # importing deepens leaves JAX's default alone
+    cores = len(os.sched_getaffinity(0))
+    assert _fresh_python(script.format("deepens.devices.use_cpu_cores(); ")) == str(cores)
+    assert _fresh_python(script.format("deepens.devices.use_cpu_cores(); "), DEEPENS_CPU_DEVICES="3") == "3"
+    # Once JAX has started it cannot change the count, and says so by returning False.
+    late = "import deepens, jax; jax.devices(); print(deepens.devices.use_cpu_cores(3), jax.device_count())"
+    assert _fresh_python(late) == "False 1"
+
+
+@pytest.fixture
+def two_devices():
+    """The sharding tests need the two fake CPU devices tests/conftest.py asks for: fail loudly without them."""
+    assert jax.device_count() >= 2, (
+        f"only {jax.device_count()} JAX device(s): tests/conftest.py must configure two CPU devices before "
+        "deepens or JAX is imported"
+    )
+
+
+def test_sharded_members_equal_one_device(data, two_devices):
     x, y = data
     one = deepens.fit(x, y, members=4, devices=1, **SETTINGS)
     two = deepens.fit(x, y, members=4, devices=2, **SETTINGS)
@@ -52,8 +76,7 @@ def test_sharded_members_equal_one_device(data):
     _assert_same(one, two, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(jax.device_count() < 2, reason="needs two devices")
-def test_members_padded_to_fill_the_devices_are_dropped(data):
+def test_members_padded_to_fill_the_devices_are_dropped(data, two_devices):
     x, y = data
     one = deepens.fit(x, y, members=3, devices=1, **SETTINGS)
     two = deepens.fit(x, y, members=3, devices=2, **SETTINGS)
@@ -61,8 +84,7 @@ def test_members_padded_to_fill_the_devices_are_dropped(data):
     _assert_same(one, two, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(jax.device_count() < 2, reason="needs two devices")
-def test_data_axis_splits_each_batch(data):
+def test_data_axis_splits_each_batch(data, two_devices):
     x, y = data
     mesh = Mesh(np.array(jax.devices()[:2]).reshape(1, 2), (devices.MEMBERS, devices.DATA))
     one = deepens.fit(x, y, members=2, devices=1, **{**SETTINGS, "batch_size": 10})
@@ -130,9 +152,11 @@ def test_two_processes_train_one_ensemble_like_one_process(data, tmp_path):
 def test_four_fake_devices_with_a_data_axis_match_one_device(tmp_path):
     """A fresh process with four CPU devices: members over 2 of them x batches over 2."""
     script = """
-import sys, numpy as np, jax
+import sys, numpy as np
 import deepens
 from deepens import devices
+devices.use_cpu_cores()  # DEEPENS_CPU_DEVICES=4, before JAX starts
+import jax
 from jax.sharding import Mesh
 assert jax.device_count() == 4, jax.devices()
 rng = np.random.default_rng(3)
