@@ -1,5 +1,6 @@
 """Bad input fails early with a ValueError naming the problem, before anything is compiled or trained."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -51,11 +52,35 @@ def _inf_at(a, index):
         (dict(x=X, y=np.zeros(20, int), head="categorical"), r"at least 2 classes"),
     ],
 )
-def test_bad_training_input_raises_before_anything_is_compiled(kwargs, message):
-    compiled_before = len(train._EXECUTABLES)
-    with pytest.raises(ValueError, match=message):
-        deepens.fit(**{**FIT, **kwargs})
-    assert len(train._EXECUTABLES) == compiled_before
+def test_bad_training_input_raises_before_anything_is_compiled(kwargs, message, monkeypatch):
+    # Any JAX tracing or XLA compilation in this process is reported to the listener; and neither the
+    # members' initialisation nor the trainer may be reached (a cached program would compile nothing).
+    events = []
+    listener = lambda name, *args, **kw: events.append(name) if name.startswith("/jax/core/compile") else None  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+
+    def reached(*args, **kw):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr(train, "init_members", reached)
+    monkeypatch.setattr(train, "train_members", reached)
+    try:
+        with pytest.raises(ValueError, match=message):
+            deepens.fit(**{**FIT, **kwargs})
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert events == [], f"compiled before raising: {sorted(set(events))}"
+
+
+def test_the_compile_listener_sees_a_compilation():
+    events = []
+    listener = lambda name, *args, **kw: events.append(name)  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.jit(lambda v: v * 3.0 + 1.0)(np.arange(7.0))  # a program never compiled before
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert "/jax/core/compile/backend_compile_duration" in events
 
 
 @pytest.fixture(scope="module")
