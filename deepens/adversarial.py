@@ -110,11 +110,6 @@ def fgsm_perturb(loss_fn: PerExample, x: Array, eps: Array | float) -> Array:
     return jax.lax.stop_gradient(x + eps * jnp.sign(grad))
 
 
-def fgsm_objective(loss_fn: PerExample, x: Array, eps: Array | float) -> Array:
-    """``(loss(x) + loss(x_adv)) / 2`` per example, ``(N,)``."""
-    return 0.5 * (loss_fn(x) + loss_fn(fgsm_perturb(loss_fn, x, eps)))
-
-
 def _unit(d: Array) -> Array:
     """Each example's direction scaled to unit L2 norm over its feature axes."""
     axes = tuple(range(1, d.ndim))

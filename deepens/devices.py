@@ -163,16 +163,6 @@ def put(tree: Any, mesh: Mesh, spec: PartitionSpec) -> Any:
     return jax.tree.map(place, tree)
 
 
-def shard_members(tree: Any, mesh: Mesh) -> Any:
-    """Split every leaf's leading (member) axis over the mesh's ``members`` axis."""
-    return put(tree, mesh, PartitionSpec(MEMBERS))
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """A full copy of every leaf on every device of the mesh."""
-    return put(tree, mesh, PartitionSpec())
-
-
 def to_host(tree: Any) -> Any:
     """Every leaf as a full numpy array on this process, gathered from other processes when needed."""
     if jax.process_count() == 1:

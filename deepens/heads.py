@@ -19,7 +19,7 @@ Per-example losses and KL divergences sum over targets and return ``(...)``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar, Union
+from typing import Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -254,7 +254,6 @@ class Categorical(Head):
         return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
 
-RegressionHead = Union[Gaussian, Laplace, Point]
 HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (Gaussian, Laplace, Point, Categorical)}
 
 

@@ -12,7 +12,6 @@ import jax.numpy as jnp
 from jax import Array
 
 from deepens.heads import Head
-from deepens.uncertainty import variance_uncertainty
 
 
 def mixture_probs(member_probs: Array) -> Array:
@@ -21,18 +20,6 @@ def mixture_probs(member_probs: Array) -> Array:
     ``(M, ..., K) -> (..., K)``.
     """
     return jnp.mean(member_probs, axis=0)
-
-
-def mixture_moments(member_means: Array, member_variances: Array) -> tuple[Array, Array]:
-    """Mean and variance of the uniform mixture, moment matched to one distribution.
-
-    ``(M, ...)`` each, to ``(...)`` each. By the law of total variance,
-    ``Var[y] = E_m[Var(y|m)] + Var_m[E(y|m)]``: the mean of the members' variances (aleatoric) plus the
-    variance of their means (epistemic), see :func:`deepens.uncertainty.variance_uncertainty`. This equals
-    ``E_m[var_m + mu_m^2] - mu*^2`` but is computed as a spread around the mixture mean, because that
-    difference cancels catastrophically in float32 when the mean is large compared with the spread.
-    """
-    return jnp.mean(member_means, axis=0), variance_uncertainty(member_means, member_variances).total
 
 
 def mixture_log_prob(member_log_probs: Array) -> Array:

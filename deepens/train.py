@@ -117,7 +117,7 @@ def _batch_objective(
     outputs, new_state = forward(x)
     per_example = loss_fn(outputs, y)
     if isinstance(adversarial, FGSM):
-        # fgsm_objective's formula, reusing the clean loss already computed.
+        # (loss(x) + loss(x_adv)) / 2, reusing the clean loss already computed.
         x_adv = fgsm_perturb(lambda inputs: loss_fn(forward(inputs)[0], y), x, adversarial.eps * scale)
         per_example = 0.5 * (per_example + loss_fn(forward(x_adv)[0], y))
     elif isinstance(adversarial, VAT):

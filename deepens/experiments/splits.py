@@ -109,14 +109,6 @@ def train_splits(
     return SplitEnsembles(tuple(ensembles), history, Timings(init_s + timings.compile_s, timings.train_s))
 
 
-def stack_equal(arrays: list[np.ndarray]) -> np.ndarray:
-    """Stack arrays that must share one shape (the splits of one training group)."""
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"cannot train splits of different sizes together: {sorted(shapes)}")
-    return np.stack(arrays)
-
-
 def group_by_size(sizes: list[int]) -> list[list[int]]:
     """Split indices grouped by training-set size, in order of first appearance (equal sizes train
     together; the standard UCI splits all have one size per data set)."""
