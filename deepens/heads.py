@@ -118,9 +118,31 @@ class _LocationScale(Head):
 
 @dataclasses.dataclass(frozen=True)
 class Gaussian(_LocationScale):
-    """Gaussian head: ``scale`` is the standard deviation sigma; variance sigma^2."""
+    """Gaussian head: ``scale`` is the standard deviation sigma; variance sigma^2.
+
+    Trained with ``"nll"`` or ``"beta_nll"`` (Seitzer et al. 2022, see
+    :func:`deepens.losses.beta_gaussian_nll`), whose exponent is ``beta`` in ``[0, 1]``.
+    """
 
     name: ClassVar[str] = "gaussian"
+    loss_names: ClassVar[tuple[str, ...]] = ("nll", "beta_nll")
+    beta: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.beta) <= 1.0:
+            raise ValueError(f"gaussian head: beta must be in [0, 1], got {self.beta}")
+
+    def loss(self, name: str) -> LossFn:
+        if name == "nll":
+            return self.nll
+        if name == "beta_nll":
+            return self.beta_nll
+        raise ValueError(f"gaussian head is trained with loss 'nll' or 'beta_nll', got {name!r}")
+
+    def beta_nll(self, outputs: Array, y: Array) -> Array:
+        """beta-NLL per example, summed over targets, ``(...)``."""
+        loc, scale = self.split(outputs)
+        return jnp.sum(losses.beta_gaussian_nll(loc, scale, y, beta=self.beta), axis=-1)
 
     def log_prob(self, outputs: Array, y: Array) -> Array:
         loc, scale = self.split(outputs)
