@@ -120,7 +120,7 @@ def test_save_load_identical(fitted, tmp_path):
     np.testing.assert_array_equal(a.interval(0.8)[0], b.interval(0.8)[0])
 
 
-def test_estimator_and_cli(tmp_path):
+def test_estimator_and_cli(tmp_path, capsys):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(60, 2))
     y = x[:, 0] + 0.2 * rng.standard_t(4, size=60)
@@ -128,3 +128,20 @@ def test_estimator_and_cli(tmp_path):
                                               random_state=0, verbose=False).fit(x, y)
     mean, std = estimator.predict(x, return_std=True)
     assert mean.shape == (60,) and np.all(std > 0)
+    path = deepens.save(estimator, tmp_path / "estimator")
+    np.testing.assert_array_equal(deepens.load(path).predict(x), mean)
+
+    import pandas as pd
+
+    from deepens import cli
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "target": y})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    argv = ["train", tmp_path / "t.csv", "--target", "target", "-o", tmp_path / "cli_model", "--head", "student_t",
+            "--members", "2", "--hidden", "8", "--epochs", "4", "--quiet"]
+    assert cli.main([str(a) for a in argv]) == 0
+    assert deepens.load(tmp_path / "cli_model").head == "student_t"
+    argv = ["predict", tmp_path / "cli_model", tmp_path / "t.csv", "-o", tmp_path / "p.csv"]
+    assert cli.main([str(a) for a in argv]) == 0
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == 60 and np.all(table["lower_90"] < table["upper_90"])
+    assert cli.main([str(a) for a in ["evaluate", tmp_path / "cli_model", tmp_path / "t.csv"]]) == 0
