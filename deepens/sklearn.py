@@ -276,7 +276,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
       hidden_layer_sizes: widths of the MLP's hidden layers.
       activation: ``relu``, ``tanh``, ``gelu``, ``silu``, ``elu`` or ``sigmoid``.
       head: ``gaussian``, ``laplace``, ``student_t`` (trained on their NLL) or ``point`` (the MSE/L1 baseline).
-      loss: ``None`` (the head's NLL; ``mse`` for ``point``), or ``nll``, ``mse``, ``l1``.
+      loss: ``None`` (the head's NLL; ``mse`` for ``point``), or ``nll``, ``mse``, ``l1``, or ``beta_nll``
+        for the Gaussian head (Seitzer et al. 2022, at the head's default ``beta = 0.5``).
       adversarial: ``none``, ``fgsm`` or ``vat``; ``eps`` is its step as a fraction of each (standardised)
         feature's training range (default 0.01, the paper's).
       epochs, batch_size (``None``: full batch), learning_rate, weight_decay: Adam training settings.
