@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from deepens.adversarial import FGSM, VAT
 from deepens.ensemble import Ensemble
-from deepens.heads import Categorical, Gaussian, Laplace, Point
+from deepens.heads import Categorical, Gaussian, Laplace, Point, StudentT
 from deepens.models import MLP, Model, as_model
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit
@@ -28,6 +28,7 @@ __all__ = [
     "Ensemble",
     "Gaussian",
     "Laplace",
+    "StudentT",
     "Model",
     "Point",
     "RegressionPrediction",

@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=int, nargs="+", default=[50], metavar="WIDTH",
                        help="hidden layer widths (default: 50)")
     train.add_argument("--activation", default="relu", help="relu, tanh, gelu, silu, elu or sigmoid (default: relu)")
-    train.add_argument("--head", choices=("gaussian", "laplace"), default="gaussian",
+    train.add_argument("--head", choices=("gaussian", "laplace", "student_t"), default="gaussian",
                        help="regression: the members' distribution (default: gaussian)")
     train.add_argument("--loss", choices=("nll", "brier"), help="classification: nll (default) or brier")
     train.add_argument("--adversarial", choices=("none", "fgsm", "vat"), default="none",

@@ -9,6 +9,8 @@ Shapes, with ``T`` regression targets and ``K`` classes:
 - ``Gaussian`` / ``Laplace``: outputs ``(..., 2T)``, the first ``T`` are means, the last ``T`` raw scales
   ``rho``; the scale is ``softplus(rho) + min_scale``: a standard deviation for the Gaussian, ``b`` for
   the Laplace (whose variance is ``2 b^2``). Targets ``y``: ``(..., T)``.
+- ``StudentT``: outputs ``(..., 3T)`` = ``[loc, rho_scale, rho_df]``; ``scale = softplus(rho_scale) +
+  min_scale`` and ``df = 2 + min_df + softplus(rho_df)``, so the variance ``scale^2 df / (df - 2)`` exists.
 - ``Point``: outputs ``(..., T)``, a mean only (MSE or L1 baseline); its own variance is zero, so an
   ensemble's variance is the members' spread.
 - ``Categorical``: outputs ``(..., K)`` logits; targets ``(...)`` integer labels.
@@ -24,7 +26,7 @@ from typing import Callable, ClassVar
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.scipy.special import ndtr, ndtri
+from jax.scipy.special import betainc, gammaln, ndtr, ndtri
 
 from deepens import losses
 
@@ -118,9 +120,31 @@ class _LocationScale(Head):
 
 @dataclasses.dataclass(frozen=True)
 class Gaussian(_LocationScale):
-    """Gaussian head: ``scale`` is the standard deviation sigma; variance sigma^2."""
+    """Gaussian head: ``scale`` is the standard deviation sigma; variance sigma^2.
+
+    Trained with ``"nll"`` or ``"beta_nll"`` (Seitzer et al. 2022, see
+    :func:`deepens.losses.beta_gaussian_nll`), whose exponent is ``beta`` in ``[0, 1]``.
+    """
 
     name: ClassVar[str] = "gaussian"
+    loss_names: ClassVar[tuple[str, ...]] = ("nll", "beta_nll")
+    beta: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.beta) <= 1.0:
+            raise ValueError(f"gaussian head: beta must be in [0, 1], got {self.beta}")
+
+    def loss(self, name: str) -> LossFn:
+        if name == "nll":
+            return self.nll
+        if name == "beta_nll":
+            return self.beta_nll
+        raise ValueError(f"gaussian head is trained with loss 'nll' or 'beta_nll', got {name!r}")
+
+    def beta_nll(self, outputs: Array, y: Array) -> Array:
+        """beta-NLL per example, summed over targets, ``(...)``."""
+        loc, scale = self.split(outputs)
+        return jnp.sum(losses.beta_gaussian_nll(loc, scale, y, beta=self.beta), axis=-1)
 
     def log_prob(self, outputs: Array, y: Array) -> Array:
         loc, scale = self.split(outputs)
@@ -174,6 +198,108 @@ class Laplace(_LocationScale):
         loc_q, b_q = self.split(outputs_q)
         distance = jnp.abs(loc_p - loc_q)
         kl = jnp.log(b_q / b_p) + distance / b_q + (b_p / b_q) * jnp.exp(-distance / b_p) - 1.0
+        return jnp.sum(kl, axis=-1)
+
+
+def _student_t_cdf(t: Array, df: Array) -> Array:
+    """CDF of the standard Student-t at ``t`` through the regularised incomplete beta function:
+    ``P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2) = 1 - I_{t^2 / (df + t^2)}(1 / 2, df / 2)``.
+
+    Near the centre ``df / (df + t^2)`` rounds to 1 in float32, so there the second form is used."""
+    t2 = jnp.square(t)
+    tail = 0.5 * jnp.where(t2 < df, 1.0 - betainc(0.5, 0.5 * df, t2 / (df + t2)), betainc(0.5 * df, 0.5, df / (df + t2)))
+    return jnp.where(t < 0, tail, 1.0 - tail)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentT(Head):
+    """Student-t head: location ``loc``, scale ``s`` and degrees of freedom ``df > 2 + min_df``.
+
+    Outputs ``(..., 3T)`` are ``[loc, rho_scale, rho_df]``. Its mean is ``loc`` and its variance
+    ``s^2 df / (df - 2)``; ``min_df`` keeps ``df`` away from 2, where the variance diverges. Heavier tails
+    than the Gaussian make the NLL's gradient bounded in the residual, so outliers pull the mean less.
+    Quantiles are found by bisection on the CDF (JAX has no inverse incomplete beta function).
+
+    ``kl`` (used by VAT) has no closed form between two Student-t distributions; it is approximated by the
+    KL between the Gaussians with the same means and variances (exact in the limit ``df -> inf``).
+    """
+
+    name: ClassVar[str] = "student_t"
+    loss_names: ClassVar[tuple[str, ...]] = ("nll",)
+    min_scale: float = 1e-6
+    min_df: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not float(self.min_df) > 0.0:
+            raise ValueError(f"student_t head: min_df must be > 0, got {self.min_df}")
+
+    def num_outputs(self, size: int) -> int:
+        return 3 * size
+
+    def split(self, outputs: Array) -> tuple[Array, Array, Array]:
+        """``(loc, scale, df)``, each ``(..., T)``, from outputs ``(..., 3T)``."""
+        width = outputs.shape[-1]
+        if width % 3:
+            raise ValueError(f"student_t head needs a multiple of 3 outputs (loc, rho_scale, rho_df), got {width}")
+        loc, rho_scale, rho_df = jnp.split(outputs, 3, axis=-1)
+        return loc, positive_scale(rho_scale, self.min_scale), 2.0 + positive_scale(rho_df, self.min_df)
+
+    def loss(self, name: str) -> LossFn:
+        if name != "nll":
+            raise ValueError(f"student_t head is trained with loss 'nll', got {name!r}")
+        return self.nll
+
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        """Elementwise log-density ``(..., T)``."""
+        loc, scale, df = self.split(outputs)
+        z = (y - loc) / scale
+        return (gammaln(0.5 * (df + 1.0)) - gammaln(0.5 * df) - 0.5 * jnp.log(df * jnp.pi) - jnp.log(scale)
+                - 0.5 * (df + 1.0) * jnp.log1p(jnp.square(z) / df))
+
+    def nll(self, outputs: Array, y: Array) -> Array:
+        return -jnp.sum(self.log_prob(outputs, y), axis=-1)
+
+    def mean(self, outputs: Array) -> Array:
+        return self.split(outputs)[0]
+
+    def variance(self, outputs: Array) -> Array:
+        _, scale, df = self.split(outputs)
+        return jnp.square(scale) * df / (df - 2.0)
+
+    def std(self, outputs: Array) -> Array:
+        return jnp.sqrt(self.variance(outputs))
+
+    def cdf(self, outputs: Array, y: Array) -> Array:
+        """Elementwise CDF at ``y``, ``(..., T)``."""
+        loc, scale, df = self.split(outputs)
+        return _student_t_cdf((y - loc) / scale, df)
+
+    def quantile(self, outputs: Array, p: Array | float, *, iterations: int = 100) -> Array:
+        """Elementwise quantile at ``p`` in (0, 1), ``(..., T)``, by bisection on the standard CDF.
+
+        The bracket comes from Chebyshev's inequality: the ``q``-tail quantile of a variable with standard
+        deviation ``sd`` is within ``sd / sqrt(q)`` of the mean, so ``[-B, B]`` with ``B = sd / sqrt(min(p,
+        1 - p))`` holds it; 100 halvings shrink it below float32 resolution.
+        """
+        loc, scale, df = self.split(outputs)
+        p = jnp.broadcast_to(jnp.asarray(p, loc.dtype), loc.shape)
+        bound = jnp.sqrt(df / (df - 2.0) / jnp.minimum(p, 1.0 - p))
+
+        def halve(_, bracket):
+            low, high = bracket
+            middle = 0.5 * (low + high)
+            below = _student_t_cdf(middle, df) < p
+            return jnp.where(below, middle, low), jnp.where(below, high, middle)
+
+        low, high = jax.lax.fori_loop(0, iterations, halve, (-bound, bound))
+        return loc + scale * 0.5 * (low + high)
+
+    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
+        """Approximate KL(p || q): that of the moment-matched Gaussians (no closed form exists)."""
+        loc_p, var_p = self.mean(outputs_p), self.variance(outputs_p)
+        loc_q, var_q = self.mean(outputs_q), self.variance(outputs_q)
+        ratio = var_p / var_q
+        kl = 0.5 * (ratio + jnp.square(loc_p - loc_q) / var_q - 1.0 - jnp.log(ratio))
         return jnp.sum(kl, axis=-1)
 
 
@@ -254,11 +380,12 @@ class Categorical(Head):
         return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
 
-HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (Gaussian, Laplace, Point, Categorical)}
+HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (Gaussian, Laplace, StudentT, Point, Categorical)}
 
 
 def get_head(head: str | Head) -> Head:
-    """A head instance from a name (``gaussian``, ``laplace``, ``point``, ``categorical``) or itself."""
+    """A head instance from a name (``gaussian``, ``laplace``, ``student_t``, ``point``,
+    ``categorical``) or itself."""
     if isinstance(head, Head):
         return head
     try:

@@ -55,6 +55,28 @@ def gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike) -> Array:
     return 0.5 * _LOG_2PI + jnp.log(std) + 0.5 * jnp.square(z)
 
 
+def beta_gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike, *, beta: float) -> Array:
+    """beta-NLL (Seitzer et al., ICLR 2022): the Gaussian NLL weighted by ``stop_gradient(std**(2 beta))``.
+
+    The weight rescales each example's gradient so that points the network has given a large variance are
+    not ignored when fitting the mean (the NLL's gradient in the mean is ``(mean - y) / std^2``; beta-NLL's
+    is ``(mean - y) std^(2 beta - 2)``). ``beta = 0`` is the NLL, ``beta = 1`` gives the mean the MSE's
+    gradient. The weight is a constant to differentiation, so the loss *value* is not a density.
+
+    Args:
+      mean, std, y: arrays of one shape; ``std`` is a standard deviation (> 0).
+      beta: in ``[0, 1]``.
+    Returns:
+      Elementwise weighted NLL, same shape as the arguments.
+    """
+    beta = float(beta)
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta_gaussian_nll: beta must be in [0, 1], got {beta}")
+    std = jnp.asarray(std)
+    weight = jax.lax.stop_gradient(std ** (2.0 * beta))
+    return gaussian_nll(mean, std, y) * weight
+
+
 def laplace_nll(loc: ArrayLike, scale: ArrayLike, y: ArrayLike) -> Array:
     """Negative log-density of ``y`` under Laplace(loc, scale): ``log(2 b) + |y - loc| / b``.
 

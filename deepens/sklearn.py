@@ -285,8 +285,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
       members: M, the number of networks.
       hidden_layer_sizes: widths of the MLP's hidden layers.
       activation: ``relu``, ``tanh``, ``gelu``, ``silu``, ``elu`` or ``sigmoid``.
-      head: ``gaussian``, ``laplace`` (trained on their NLL) or ``point`` (the MSE/L1 baseline).
-      loss: ``None`` (the head's NLL; ``mse`` for ``point``), or ``nll``, ``mse``, ``l1``.
+      head: ``gaussian``, ``laplace``, ``student_t`` (trained on their NLL) or ``point`` (the MSE/L1 baseline).
+      loss: ``None`` (the head's NLL; ``mse`` for ``point``), or ``nll``, ``mse``, ``l1``, or ``beta_nll``
+        for the Gaussian head (Seitzer et al. 2022, at the head's default ``beta = 0.5``).
       adversarial: ``none``, ``fgsm`` or ``vat``; ``eps`` is its step as a fraction of each (standardised)
         feature's training range (default 0.01, the paper's).
       epochs, batch_size (``None``: full batch), learning_rate, weight_decay: Adam training settings.
@@ -336,8 +337,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         self.verbose = verbose
 
     def _head_name(self) -> str:
-        if self.head not in ("gaussian", "laplace", "point"):
-            raise ValueError(f"head must be 'gaussian', 'laplace' or 'point', got {self.head!r}")
+        if self.head not in ("gaussian", "laplace", "student_t", "point"):
+            raise ValueError(f"head must be 'gaussian', 'laplace', 'student_t' or 'point', got {self.head!r}")
         return self.head
 
     def fit(

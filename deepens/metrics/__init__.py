@@ -50,7 +50,7 @@ from deepens.metrics.regression import (
     squared_error,
 )
 from deepens.metrics.selective import RiskCoverage, SelectiveCurve, accuracy_vs_confidence, aurc, risk_coverage_curve
-from deepens.metrics.summary import evaluate, member_locs_and_scales
+from deepens.metrics.summary import evaluate, member_dfs, member_locs_and_scales
 
 __all__ = [
     "CalibrationCurve",
@@ -83,6 +83,7 @@ __all__ = [
     "laplace_nll",
     "mae",
     "maximum_calibration_error",
+    "member_dfs",
     "member_locs_and_scales",
     "miscalibration_area",
     "mixture_cdf",

@@ -6,7 +6,9 @@ Conventions (shared by every metric family in :mod:`deepens.metrics`):
 - ``y`` has shape ``(N,)`` or ``(N, T)``. A single predictive distribution is given by arrays of the
   same shape (``mean``, ``std`` for a Gaussian; ``loc``, ``scale`` for a Laplace). An ensemble is given
   by member arrays ``(M,) + y.shape`` and a ``family`` (``"gaussian"``: scales are standard deviations;
-  ``"laplace"``: scales are ``b``, variance ``2 b^2``); it is scored as the uniform mixture of members.
+  ``"laplace"``: scales are ``b``, variance ``2 b^2``; ``"student_t"``: scales are the Student-t scale ``s``
+  and ``dfs`` the degrees of freedom, > 2, variance ``s^2 df / (df - 2)``); it is scored as the uniform
+  mixture of members.
 - Per-example scores (NLL, CRPS, errors) are returned elementwise, with the shape of ``y`` and in the
   target's units (NLL in nats); reduce them yourself, usually with the mean. Several targets are scored
   one at a time (each target's marginal distribution).
@@ -26,11 +28,11 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 from scipy.special import log_ndtr, logsumexp, ndtr
 
-from deepens.metrics import _checks
+from deepens.metrics import _checks, student_t
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT_PI = math.sqrt(math.pi)
-FAMILIES = ("gaussian", "laplace")
+FAMILIES = ("gaussian", "laplace", "student_t")
 
 
 def _pair(metric: str, y: Any, a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, ...]:
@@ -61,6 +63,21 @@ def _members(
     return y, locs, scales
 
 
+def _dfs(metric: str, family: str, dfs: Any, locs: np.ndarray) -> np.ndarray | None:
+    """Student-t degrees of freedom, ``locs``' shape and > 2; ``None`` for the other families."""
+    if family != "student_t":
+        if dfs is not None:
+            raise ValueError(f"{metric}: member_dfs is only for family 'student_t', got family {family!r}")
+        return None
+    if dfs is None:
+        raise ValueError(f"{metric}: family 'student_t' needs member_dfs")
+    dfs = _checks.floats(metric, "member_dfs", dfs)
+    _checks.same_shape(metric, member_locs=locs, member_dfs=dfs)
+    if not np.all(dfs > 2.0):
+        raise ValueError(f"{metric}: member_dfs must be > 2 (so the variance exists), got min {np.min(dfs)}")
+    return dfs
+
+
 # --- likelihoods --------------------------------------------------------------------------------------
 
 
@@ -88,14 +105,18 @@ def laplace_nll(y: Any, loc: Any, scale: Any) -> np.ndarray:
     return np.log(2.0 * scale) + np.abs(y - loc) / scale
 
 
-def _member_log_density(family: str, y: np.ndarray, locs: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def _member_log_density(family: str, y: np.ndarray, locs: np.ndarray, scales: np.ndarray,
+                        dfs: np.ndarray | None = None) -> np.ndarray:
+    if family == "student_t":
+        return student_t.log_density(y, locs, scales, dfs)
     if family == "gaussian":
         z = (y - locs) / scales
         return -0.5 * _LOG_2PI - np.log(scales) - 0.5 * z * z
     return -np.log(2.0 * scales) - np.abs(y - locs) / scales
 
 
-def mixture_nll(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian") -> np.ndarray:
+def mixture_nll(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
+                member_dfs: Any = None) -> np.ndarray:
     """Negative log-density of ``y`` under the exact uniform mixture of the members, elementwise, in nats:
     ``-(logsumexp_m log p_m(y) - log M)``.
 
@@ -107,7 +128,8 @@ def mixture_nll(y: Any, member_locs: Any, member_scales: Any, *, family: str = "
       The shape of ``y`` (for several targets, each target's marginal mixture).
     """
     y, locs, scales = _members("mixture_nll", y, member_locs, member_scales, family)
-    log_p = _member_log_density(family, y[None], locs, scales)
+    dfs = _dfs("mixture_nll", family, member_dfs, locs)
+    log_p = _member_log_density(family, y[None], locs, scales, dfs)
     return -(logsumexp(log_p, axis=0) - math.log(locs.shape[0]))
 
 
@@ -194,9 +216,11 @@ def crps_laplace(y: Any, loc: Any, scale: Any) -> np.ndarray:
     return _laplace_abs_mean(np.abs(y - loc), scale) - 0.75 * scale
 
 
-def crps_mixture(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian") -> np.ndarray:
+def crps_mixture(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
+                 member_dfs: Any = None) -> np.ndarray:
     """CRPS of the uniform mixture of the members at ``y``, elementwise, in target units, in closed form:
-    ``mean_m E|X_m - y| - mean_{m,n} E|X_m - X_n| / 2``.
+    ``mean_m E|X_m - y| - mean_{m,n} E|X_m - X_n| / 2``; for Student-t members by quadrature of
+    ``int (F(t) - 1[t >= y])^2 dt`` (:func:`deepens.metrics.student_t.crps_mixture`).
 
     Args:
       member_locs, member_scales: ``(M,) + y.shape``. Gaussian scales may be 0 (point members, e.g. an
@@ -205,6 +229,9 @@ def crps_mixture(y: Any, member_locs: Any, member_scales: Any, *, family: str = 
       The shape of ``y``. For M = 1 it equals :func:`crps_gaussian` / :func:`crps_laplace`.
     """
     y, locs, scales = _members("crps_mixture", y, member_locs, member_scales, family, allow_zero_scale=True)
+    dfs = _dfs("crps_mixture", family, member_dfs, locs)
+    if dfs is not None:
+        return student_t.crps_mixture(y, locs, scales, dfs)
     m = locs.shape[0]
     if family == "gaussian":
         to_y = np.mean(_gaussian_abs_mean(locs - y[None], scales), axis=0)
@@ -224,13 +251,17 @@ def crps_mixture(y: Any, member_locs: Any, member_scales: Any, *, family: str = 
 # --- PIT, coverage and calibration --------------------------------------------------------------------
 
 
-def mixture_cdf(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian") -> np.ndarray:
+def mixture_cdf(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
+                member_dfs: Any = None) -> np.ndarray:
     """The mixture's CDF at ``y``, elementwise: the probability integral transform (PIT) values.
 
     For a calibrated forecaster the PIT values are uniform on [0, 1]. One Gaussian or Laplace is the
     mixture of one member: pass ``mean[None], std[None]``. Returns the shape of ``y``.
     """
     y, locs, scales = _members("mixture_cdf", y, member_locs, member_scales, family)
+    dfs = _dfs("mixture_cdf", family, member_dfs, locs)
+    if dfs is not None:
+        return np.mean(student_t.cdf(y[None], locs, scales, dfs), axis=0)
     z = (y[None] - locs) / scales
     if family == "gaussian":
         cdf = ndtr(z)
@@ -343,6 +374,7 @@ def regression_summary(
     *,
     family: str = "gaussian",
     levels: Sequence[float] = (0.5, 0.9, 0.95),
+    member_dfs: Any = None,
 ) -> dict[str, float]:
     """Every regression metric of an ensemble at once, as plain floats (means over examples and targets).
 
@@ -356,7 +388,12 @@ def regression_summary(
         need a density (``nll_mixture``, coverage, calibration) are reported as NaN.
     """
     y, locs, scales = _members("regression_summary", y, member_locs, member_scales, family, allow_zero_scale=True)
-    variance = scales**2 if family == "gaussian" else 2.0 * scales**2
+    dfs = _dfs("regression_summary", family, member_dfs, locs)
+    if dfs is not None:
+        variance = scales**2 * dfs / (dfs - 2.0)
+    else:
+        variance = scales**2 if family == "gaussian" else 2.0 * scales**2
+    by_family = {"family": family, "member_dfs": dfs}
     mean = np.mean(locs, axis=0)
     # Law of total variance: mean of the members' variances plus the variance of their means.
     total_variance = np.mean(variance, axis=0) + np.var(locs, axis=0)
@@ -364,11 +401,11 @@ def regression_summary(
         "nll": float(np.mean(gaussian_nll(y, mean, np.sqrt(total_variance)))),
         "rmse": rmse(y, mean),
         "mae": mae(y, mean),
-        "crps": float(np.mean(crps_mixture(y, locs, scales, family=family))),
+        "crps": float(np.mean(crps_mixture(y, locs, scales, **by_family))),
     }
     if np.all(scales > 0):
-        u = mixture_cdf(y, locs, scales, family=family)
-        summary["nll_mixture"] = float(np.mean(mixture_nll(y, locs, scales, family=family)))
+        u = mixture_cdf(y, locs, scales, **by_family)
+        summary["nll_mixture"] = float(np.mean(mixture_nll(y, locs, scales, **by_family)))
         coverage = central_coverage(u, levels)
         summary["miscalibration_area"] = miscalibration_area(u)
     else:
