@@ -41,7 +41,7 @@ from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit as fit_ensemble
-from deepens.train import make_optimizer
+from deepens.train import make_optimizer, resolve_clip_norm
 from deepens.uncertainty import CategoricalUncertainty, VarianceUncertainty
 
 ADVERSARIAL = ("none", "fgsm", "vat")
@@ -176,7 +176,8 @@ class DeepEnsembleBase(BaseEstimator):
         self._check_params()
         head = get_head(self._head_name())
         model = FlaxModel(MLP(self._hidden(), head.num_outputs(size), str(self.activation)))
-        optimizer = make_optimizer(float(self.learning_rate), float(self.weight_decay))
+        clip_norm = resolve_clip_norm(self.clip_norm, head)
+        optimizer = make_optimizer(float(self.learning_rate), float(self.weight_decay), clip_norm)
         if (checkpoint_every is not None or resume) and checkpoint_dir is None:
             raise ValueError("checkpoint_every and resume need a checkpoint_dir")
         seed = self._seed()
@@ -282,6 +283,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
       epochs, batch_size (``None``: full batch), learning_rate, weight_decay: Adam training settings.
         The defaults (40 epochs of batches of 100) are the paper's UCI protocol; the paper's printed
         learning rate is ambiguous, and 0.01 is used here.
+      clip_norm: clip each gradient to this global norm before Adam; ``"auto"`` (default) is 1.0 for the
+        Gaussian and Laplace heads, whose NLL can blow up when a scale collapses, and off otherwise;
+        ``None`` turns it off.
       random_state: the seed (an int gives a reproducible fit; ``None`` draws one, kept in ``seed_``).
       devices: train on the first that many devices JAX sees (``None``: all of them, on every host of a
         multi-host run; members are split over them).
@@ -306,6 +310,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         batch_size: int | None = 100,
         learning_rate: float = 0.01,
         weight_decay: float = 0.0,
+        clip_norm: float | str | None = "auto",
         random_state: int | None = None,
         devices: int | None = None,
         verbose: bool = False,
@@ -321,6 +326,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
         self.random_state = random_state
         self.devices = devices
         self.verbose = verbose
@@ -469,6 +475,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         batch_size: int | None = 100,
         learning_rate: float = 0.01,
         weight_decay: float = 0.0,
+        clip_norm: float | str | None = "auto",
         random_state: int | None = None,
         devices: int | None = None,
         verbose: bool = False,
@@ -483,6 +490,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
         self.random_state = random_state
         self.devices = devices
         self.verbose = verbose

@@ -89,3 +89,24 @@ def test_fit_default_clips_gaussian_heads_and_none_reproduces_the_unclipped_fit(
     assert same(auto, explicit)
     assert same(off, reference)
     assert not same(auto, off)
+
+
+def test_estimators_and_cli_pass_clip_norm_through():
+    import argparse
+
+    from deepens.cli import _clip_norm
+    from deepens.sklearn import DeepEnsembleRegressor
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, size=(40, 2))
+    y = x[:, 0] - 2 * x[:, 1] + 0.1 * rng.normal(size=40)
+    kw = dict(members=2, hidden_layer_sizes=(8,), epochs=3, batch_size=None, learning_rate=0.05, random_state=0)
+    preds = {c: DeepEnsembleRegressor(clip_norm=c, **kw).fit(x, y).predict(x) for c in ("auto", 1.0, None)}
+    np.testing.assert_array_equal(preds["auto"], preds[1.0])
+    assert not np.array_equal(preds["auto"], preds[None])
+    with pytest.raises(ValueError, match="clip_norm"):
+        DeepEnsembleRegressor(clip_norm="sometimes", **kw).fit(x, y)
+    assert _clip_norm("none") is None and _clip_norm("auto") == "auto" and _clip_norm("0.5") == 0.5
+    for bad in ("0", "-1", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _clip_norm(bad)
