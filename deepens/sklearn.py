@@ -534,12 +534,22 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
     def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.9, 0.95)) -> dict[str, float]:
         """Every regression metric of :func:`deepens.metrics.evaluate` on ``(X, y)``, in the user's units:
         ``nll`` (moment-matched Gaussian, the paper's), ``nll_mixture``, ``rmse``, ``mae``, ``crps``,
-        ``coverage_<level>`` of the central intervals and ``miscalibration_area``."""
+        ``coverage_<level>`` of the central intervals and ``miscalibration_area``. When calibrated,
+        ``coverage_<level>`` is that of :meth:`predict_interval`'s calibrated intervals and
+        ``coverage_<level>_uncalibrated`` that of the mixture's; the other scores are the mixture's."""
         from deepens import metrics
 
         prediction = self._distribution(X)
-        return metrics.evaluate(prediction, np.asarray(y, np.float64), target_shift=self.y_mean_,
-                                target_scale=self.y_scale_, levels=levels)
+        y64 = np.asarray(y, np.float64)
+        scores = metrics.evaluate(prediction, y64, target_shift=self.y_mean_,
+                                  target_scale=self.y_scale_, levels=levels)
+        if getattr(self, "calibration_", None) is not None:
+            for level in levels:
+                _, lower, upper = self._calibrated(prediction, float(level))
+                inside = (self._to_user(lower) <= y64) & (y64 <= self._to_user(upper))
+                scores[f"coverage_{level:g}_uncalibrated"] = scores[f"coverage_{level:g}"]
+                scores[f"coverage_{level:g}"] = float(np.mean(inside))
+        return scores
 
     def _fitted_json(self) -> dict[str, Any]:
         return {**super()._fitted_json(), "y_mean_": self.y_mean_.tolist(), "y_scale_": self.y_scale_.tolist(),
@@ -702,14 +712,19 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         return index
 
     def nll(self, X: Any, y: Any) -> np.ndarray:
-        """Per-row negative log-probability of the true class under the ensemble, ``(N,)`` in nats."""
+        """Per-row negative log-probability of the true class under the ensemble (tempered when
+        calibrated, as :meth:`predict_proba`), ``(N,)`` in nats."""
         index = self.encode_labels(y)
-        return np.asarray(self._distribution(X).nll(jnp.asarray(index, jnp.int32)), np.float64)
+        prediction = self._distribution(X)
+        if getattr(self, "calibration_", None) is not None:
+            return -self._log_proba(prediction)[np.arange(len(index)), index]
+        return np.asarray(prediction.nll(jnp.asarray(index, jnp.int32)), np.float64)
 
     def evaluate(self, X: Any, y: Any, *, bins: int = 15) -> dict[str, float]:
         """Every classification metric of :func:`deepens.metrics.evaluate` on ``(X, y)``: ``accuracy``,
         ``error``, ``nll``, ``brier_summed``, ``brier_per_class`` (the paper's), ``ece``/``mce`` with
-        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins."""
+        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins. These score
+        the uncalibrated mixture (the temperature in ``calibration_`` is not applied here)."""
         from deepens import metrics
 
         index = self.encode_labels(y)
