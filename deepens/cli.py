@@ -55,6 +55,19 @@ def _bench(args: argparse.Namespace) -> int:
 # train
 
 
+def _clip_norm(text: str) -> float | str | None:
+    """``--clip-norm``: a positive number, ``none`` (off) or ``auto``."""
+    if text.lower() in ("none", "auto"):
+        return None if text.lower() == "none" else "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, 'none' or 'auto', got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
 def checkpoint_dir_for(model_dir: str | Path) -> Path:
     """Where ``train`` keeps checkpoints by default: next to the model folder, ``MODEL_DIR.checkpoints``."""
     model_dir = Path(model_dir)
@@ -90,7 +103,8 @@ def _train(args: argparse.Namespace) -> int:
     settings = dict(
         members=args.members, hidden_layer_sizes=tuple(args.hidden), activation=args.activation,
         adversarial=args.adversarial, eps=args.eps, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, weight_decay=args.weight_decay, random_state=args.seed,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay, clip_norm=args.clip_norm,
+        random_state=args.seed,
         devices=args.devices, verbose=not args.quiet,
     )
     if task == "regression":
@@ -433,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=100, help="minibatch size (default: 100)")
     train.add_argument("--learning-rate", type=float, default=0.01, help="Adam's learning rate (default: 0.01)")
     train.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default: 0)")
+    train.add_argument("--clip-norm", type=_clip_norm, default="auto", metavar="NORM",
+                       help="clip gradients to this global norm: a number, 'none' or 'auto' (default: 1.0 for "
+                            "gaussian/laplace heads, none otherwise)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save a checkpoint every N epochs")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="where checkpoints go (default: MODEL_DIR.checkpoints)")

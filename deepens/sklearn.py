@@ -30,18 +30,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import ndtri
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
+from deepens import calibration as calib
 from deepens import devices, io, mixture, serialization, validation
 from deepens.data.standardize import Standardizer
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit as fit_ensemble
-from deepens.train import make_optimizer
+from deepens.train import make_optimizer, resolve_clip_norm
 from deepens.uncertainty import CategoricalUncertainty, VarianceUncertainty
 
 ADVERSARIAL = ("none", "fgsm", "vat")
@@ -149,6 +152,62 @@ class DeepEnsembleBase(BaseEstimator):
         validation.features(X, name="X")  # names the rows holding NaN or inf
         return X, y
 
+    # ---- calibration on held-out rows -------------------------------------------------------------
+
+    _calibration_kinds: tuple[str, ...] = ()
+    _auto_calibration: str = ""
+    AUTO_CALIBRATION_MIN_ROWS = 50
+
+    def _split_for_calibration(self, X: np.ndarray, y: np.ndarray, *, supported: bool = True) -> tuple[Any, ...]:
+        """``(X_fit, y_fit, X_cal, y_cal, kind)``: the rows to train on and the held-out calibration rows
+        (stratified for classifiers), or all rows and ``None`` when calibration is off or skipped.
+
+        ``"auto"`` is skipped (``calibration_ = None``) with fewer than AUTO_CALIBRATION_MIN_ROWS rows,
+        where holding out rows costs more than it gives, or when the split is impossible; an explicit
+        kind raises instead."""
+        kind = self.calibration
+        if kind is None:
+            return X, y, None, None, None
+        auto = kind == "auto"
+        if auto:
+            kind = self._auto_calibration
+        elif kind not in self._calibration_kinds:
+            raise ValueError(f"calibration must be 'auto', None or one of {self._calibration_kinds}, got {kind!r}")
+        fraction = self.calibration_fraction
+        if not isinstance(fraction, (int, float, np.number)) or not 0.0 < float(fraction) < 1.0:
+            raise ValueError(f"calibration_fraction must lie strictly inside (0, 1), got {fraction!r}")
+        if auto and (len(X) < self.AUTO_CALIBRATION_MIN_ROWS or not supported):
+            return X, y, None, None, None
+        if not supported:
+            raise ValueError(f"{kind} calibration needs 1-D targets, got y of shape {np.shape(y)}")
+        n_cal = int(np.ceil(float(fraction) * len(X)))
+        if n_cal < calib.MIN_ROWS:
+            raise ValueError(
+                f"calibration needs at least {calib.MIN_ROWS} held-out rows, but calibration_fraction="
+                f"{fraction} of {len(X)} rows gives {n_cal}; use more rows, a larger fraction or calibration=None"
+            )
+        try:
+            X_fit, X_cal, y_fit, y_cal = train_test_split(
+                X, y, test_size=n_cal, random_state=self._seed() % (2**32),
+                stratify=y if self._is_classifier else None,
+            )
+        except ValueError as err:
+            if auto:
+                return X, y, None, None, None
+            raise ValueError(f"cannot hold out calibration rows: {err}") from None
+        return X_fit, y_fit, X_cal, y_cal, kind
+
+    def _calibration_json(self) -> dict[str, Any]:
+        cal = getattr(self, "calibration_", None)
+        scores = getattr(self, "calibration_scores_", None)
+        return {"calibration_": None if cal is None else cal.to_config(),
+                "calibration_scores_": None if scores is None else np.asarray(scores, np.float64).tolist()}
+
+    def _restore_calibration(self, fitted: dict[str, Any]) -> None:
+        cal, scores = fitted.get("calibration_"), fitted.get("calibration_scores_")
+        self.calibration_ = None if cal is None else calib.Calibration.from_config(cal)
+        self.calibration_scores_ = None if scores is None else np.asarray(scores, np.float64)
+
     def _distribution(self, X: Any) -> RegressionPrediction | ClassificationPrediction:
         """The ensemble's prediction (a Regression- or ClassificationPrediction) on the standardised scale."""
         x = self._standardised_x(X)  # first: it raises NotFittedError before ensemble_ is touched
@@ -177,7 +236,8 @@ class DeepEnsembleBase(BaseEstimator):
         self._check_params()
         head = get_head(self._head_name())
         model = FlaxModel(MLP(self._hidden(), head.num_outputs(size), str(self.activation)))
-        optimizer = make_optimizer(float(self.learning_rate), float(self.weight_decay))
+        clip_norm = resolve_clip_norm(self.clip_norm, head)
+        optimizer = make_optimizer(float(self.learning_rate), float(self.weight_decay), clip_norm)
         if (checkpoint_every is not None or resume) and checkpoint_dir is None:
             raise ValueError("checkpoint_every and resume need a checkpoint_dir")
         seed = self._seed()
@@ -293,6 +353,15 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
       epochs, batch_size (``None``: full batch), learning_rate, weight_decay: Adam training settings.
         The defaults (40 epochs of batches of 100) are the paper's UCI protocol; the paper's printed
         learning rate is ambiguous, and 0.01 is used here.
+      clip_norm: clip each gradient to this global norm before Adam; ``"auto"`` (default) is 1.0 for the
+        Gaussian and Laplace heads, whose NLL can blow up when a scale collapses, and off otherwise;
+        ``None`` turns it off.
+      calibration: ``"auto"`` (default: ``"conformal"``), ``"conformal"`` (split-conformal intervals
+        ``mean -/+ q std`` from the held-out scores ``|y - mean| / std``, coverage >= the level for
+        exchangeable data), ``"scale"`` (one factor on the std fitted by held-out Gaussian NLL) or ``None``.
+        ``"auto"`` is skipped with fewer than 50 rows or 2-D targets (``calibration_`` is then None).
+      calibration_fraction: the share of the rows held out to fit the calibration (default 0.2); the
+        networks train on the rest.
       random_state: the seed (an int gives a reproducible fit; ``None`` draws one, kept in ``seed_``).
       devices: train on the first that many devices JAX sees (``None``: all of them, on every host of a
         multi-host run; members are split over them).
@@ -300,8 +369,13 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
 
     Fitted attributes: ``ensemble_`` (a :class:`deepens.Ensemble` on the standardised scale), ``x_mean_``,
     ``x_scale_``, ``y_mean_``, ``y_scale_`` (``(D,)`` and ``(T,)``), ``n_features_in_``,
-    ``feature_names_in_`` (frames with string column names), ``seed_``.
+    ``feature_names_in_`` (frames with string column names), ``seed_``, ``calibration_`` (a
+    :class:`deepens.calibration.Calibration` or None) and ``calibration_scores_`` (the sorted held-out
+    conformal scores, or None).
     """
+
+    _calibration_kinds = ("conformal", "scale")
+    _auto_calibration = "conformal"
 
     def __init__(
         self,
@@ -317,6 +391,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         batch_size: int | None = 100,
         learning_rate: float = 0.01,
         weight_decay: float = 0.0,
+        clip_norm: float | str | None = "auto",
+        calibration: str | None = "auto",
+        calibration_fraction: float = 0.2,
         random_state: int | None = None,
         devices: int | None = None,
         verbose: bool = False,
@@ -332,6 +409,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
+        self.calibration = calibration
+        self.calibration_fraction = calibration_fraction
         self.random_state = random_state
         self.devices = devices
         self.verbose = verbose
@@ -357,6 +437,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         """
         X, y = self._validate_xy(X, y)
         validation.regression_targets(y, len(X), name="y")  # numeric and finite, or an error naming rows
+        X, y, X_cal, y_cal, kind = self._split_for_calibration(X, y, supported=np.ndim(y) == 1)
         y64 = np.asarray(y, np.float64).reshape(len(X), -1)
         x_stats, y_stats = Standardizer.fit(X), Standardizer.fit(y64)
         self.x_mean_, self.x_scale_ = x_stats.mean, x_stats.std
@@ -366,7 +447,33 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         if np.ndim(y) == 1:
             targets = targets[:, 0]
         self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume)
+        self.calibration_, self.calibration_scores_ = None, None
+        if kind is not None:
+            prediction = self._distribution(X_cal)
+            args = (self._standardised_y(y_cal), np.asarray(prediction.mean, np.float64),
+                    np.asarray(prediction.std, np.float64))
+            if kind == "scale":
+                self.calibration_ = calib.Calibration("scale", calib.fit_std_scale(*args))
+            else:
+                self.calibration_scores_ = np.sort(calib.conformal_scores(*args))
+                level = 0.9
+                self.calibration_ = calib.Calibration(
+                    "conformal", calib.conformal_quantile(self.calibration_scores_, level), level)
         return self
+
+    def _calibrated(self, prediction: RegressionPrediction, level: float) -> tuple[Any, ...]:
+        """``(std, lower, upper)`` on the standardised scale, with the calibration applied if any."""
+        cal = getattr(self, "calibration_", None)
+        if cal is None:
+            return (prediction.std, *prediction.interval(level))
+        mean, std = np.asarray(prediction.mean, np.float64), np.asarray(prediction.std, np.float64)
+        if cal.kind == "scale":
+            std = cal.value * std
+            q = float(ndtri(0.5 + level / 2))  # central interval of the moment-matched Gaussian
+        else:
+            q = calib.conformal_quantile(self.calibration_scores_, level)
+        lower, upper = calib.conformal_interval(mean, std, q)
+        return std, lower, upper
 
     def _to_user(self, a: Any, *, shift: bool = True, power: int = 1) -> np.ndarray:
         """A standardised-scale quantity in the user's units: values shift and scale, stds scale,
@@ -381,14 +488,19 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         prediction = self._distribution(X)
         mean = self._to_user(prediction.mean)
         if return_std:
-            return mean, self._to_user(prediction.std, shift=False)
+            cal = getattr(self, "calibration_", None)
+            std = prediction.std if cal is None or cal.kind != "scale" else cal.value * np.asarray(prediction.std)
+            return mean, self._to_user(std, shift=False)
         return mean
 
     def predict_interval(self, X: Any, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """``(lower, upper)``: the central interval holding probability ``level`` under the exact mixture."""
+        """``(lower, upper)``: the central interval holding probability ``level`` under the exact mixture,
+        or, when calibrated (``calibration_``), ``mean -/+ q std`` with the split-conformal ``q`` of the
+        held-out rows at this level (``+/-inf`` when they were too few for it), or the moment-matched
+        Gaussian interval with the std scaled by the fitted factor."""
         if not 0.0 < float(level) < 1.0:
             raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
-        lower, upper = self._distribution(X).interval(float(level))
+        _, lower, upper = self._calibrated(self._distribution(X), float(level))
         return self._to_user(lower), self._to_user(upper)
 
     def predict_uncertainty(self, X: Any) -> VarianceUncertainty:
@@ -404,10 +516,10 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         if not 0.0 < float(level) < 1.0:
             raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
         prediction = self._distribution(X)
-        lower, upper = prediction.interval(float(level))
+        std, lower, upper = self._calibrated(prediction, float(level))
         u = prediction.uncertainty
         return {
-            "mean": self._to_user(prediction.mean), "std": self._to_user(prediction.std, shift=False),
+            "mean": self._to_user(prediction.mean), "std": self._to_user(std, shift=False),
             "lower": self._to_user(lower), "upper": self._to_user(upper),
             "aleatoric_std": self._to_user(np.sqrt(u.aleatoric), shift=False),
             "epistemic_std": self._to_user(np.sqrt(u.epistemic), shift=False),
@@ -433,18 +545,30 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
     def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.9, 0.95)) -> dict[str, float]:
         """Every regression metric of :func:`deepens.metrics.evaluate` on ``(X, y)``, in the user's units:
         ``nll`` (moment-matched Gaussian, the paper's), ``nll_mixture``, ``rmse``, ``mae``, ``crps``,
-        ``coverage_<level>`` of the central intervals and ``miscalibration_area``."""
+        ``coverage_<level>`` of the central intervals and ``miscalibration_area``. When calibrated,
+        ``coverage_<level>`` is that of :meth:`predict_interval`'s calibrated intervals and
+        ``coverage_<level>_uncalibrated`` that of the mixture's; the other scores are the mixture's."""
         from deepens import metrics
 
         prediction = self._distribution(X)
-        return metrics.evaluate(prediction, np.asarray(y, np.float64), target_shift=self.y_mean_,
-                                target_scale=self.y_scale_, levels=levels)
+        y64 = np.asarray(y, np.float64)
+        scores = metrics.evaluate(prediction, y64, target_shift=self.y_mean_,
+                                  target_scale=self.y_scale_, levels=levels)
+        if getattr(self, "calibration_", None) is not None:
+            for level in levels:
+                _, lower, upper = self._calibrated(prediction, float(level))
+                inside = (self._to_user(lower) <= y64) & (y64 <= self._to_user(upper))
+                scores[f"coverage_{level:g}_uncalibrated"] = scores[f"coverage_{level:g}"]
+                scores[f"coverage_{level:g}"] = float(np.mean(inside))
+        return scores
 
     def _fitted_json(self) -> dict[str, Any]:
-        return {**super()._fitted_json(), "y_mean_": self.y_mean_.tolist(), "y_scale_": self.y_scale_.tolist()}
+        return {**super()._fitted_json(), "y_mean_": self.y_mean_.tolist(), "y_scale_": self.y_scale_.tolist(),
+                **self._calibration_json()}
 
     def _restore_fitted(self, fitted: dict[str, Any]) -> None:
         super()._restore_fitted(fitted)
+        self._restore_calibration(fitted)
         self.y_mean_ = np.asarray(fitted["y_mean_"], np.float64)
         self.y_scale_ = np.asarray(fitted["y_scale_"], np.float64)
 
@@ -460,12 +584,17 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
 
     Parameters as :class:`DeepEnsembleRegressor`, except: no ``head`` (always categorical) and
     ``loss``: ``None``/``nll`` (cross-entropy) or ``brier``. Labels may be any sortable values (strings too).
+    ``calibration``: ``"auto"`` (default) or ``"temperature"``: one temperature on the averaged
+    prediction, fitted by NLL on a stratified held-out ``calibration_fraction`` of the rows (argmax
+    unchanged); ``None`` turns it off. ``"auto"`` is skipped with fewer than 50 rows.
 
     Fitted attributes: ``classes_``, ``ensemble_``, ``x_mean_``, ``x_scale_``, ``n_features_in_``,
     ``feature_names_in_``, ``seed_``.
     """
 
     _is_classifier = True
+    _calibration_kinds = ("temperature",)
+    _auto_calibration = "temperature"
 
     def __init__(
         self,
@@ -480,6 +609,9 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         batch_size: int | None = 100,
         learning_rate: float = 0.01,
         weight_decay: float = 0.0,
+        clip_norm: float | str | None = "auto",
+        calibration: str | None = "auto",
+        calibration_fraction: float = 0.2,
         random_state: int | None = None,
         devices: int | None = None,
         verbose: bool = False,
@@ -494,6 +626,9 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
+        self.calibration = calibration
+        self.calibration_fraction = calibration_fraction
         self.random_state = random_state
         self.devices = devices
         self.verbose = verbose
@@ -517,20 +652,39 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"classification needs at least 2 classes in y, got only one class: {self.classes_[0]!r}")
+        X, encoded, X_cal, encoded_cal, kind = self._split_for_calibration(X, encoded)
         x_stats = Standardizer.fit(X)
         self.x_mean_, self.x_scale_ = x_stats.mean, x_stats.std
         x = ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
         self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume)
+        self.calibration_, self.calibration_scores_ = None, None
+        if kind is not None:
+            log_probs = self._raw_log_proba(self._distribution(X_cal))
+            self.calibration_ = calib.Calibration("temperature", calib.fit_temperature(log_probs, encoded_cal))
         return self
 
+    @staticmethod
+    def _raw_log_proba(prediction: ClassificationPrediction) -> np.ndarray:
+        log_softmax = jax.nn.log_softmax(prediction.member_outputs, axis=-1)
+        return np.asarray(mixture.mixture_log_prob(log_softmax), np.float64)
+
+    def _log_proba(self, prediction: ClassificationPrediction) -> np.ndarray:
+        """The mixture's log-probabilities ``(N, K)``, tempered when ``calibration_`` holds a temperature."""
+        log_probs = self._raw_log_proba(prediction)
+        cal = getattr(self, "calibration_", None)
+        return log_probs if cal is None else calib.temper(log_probs, cal.value)
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        """The average of the members' class probabilities, ``(N, K)``, columns in the order of ``classes_``."""
-        return _normalised(self._distribution(X).probs)
+        """The average of the members' class probabilities, ``(N, K)``, columns in the order of ``classes_``;
+        when calibrated, ``softmax(log(average) / T)`` with the temperature fitted on held-out rows."""
+        prediction = self._distribution(X)
+        if getattr(self, "calibration_", None) is None:
+            return _normalised(prediction.probs)
+        return _normalised(np.exp(self._log_proba(prediction)))
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """``log predict_proba(X)`` computed from the members' log-softmax (exact for tiny probabilities)."""
-        outputs = self._distribution(X).member_outputs
-        return np.asarray(mixture.mixture_log_prob(jax.nn.log_softmax(outputs, axis=-1)), np.float64)
+        return self._log_proba(self._distribution(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class per row, ``(N,)``, as labels from ``classes_``."""
@@ -546,7 +700,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         """``predict_proba``, ``predict`` and ``predict_uncertainty`` from one pass of the members over ``X``:
         ``probs`` ``(N, K)``, ``predicted`` labels, and ``entropy``, ``data`` and ``knowledge`` (nats), ``(N,)``."""
         prediction = self._distribution(X)
-        probs = _normalised(prediction.probs)
+        probs = _normalised(prediction.probs if getattr(self, "calibration_", None) is None
+                            else np.exp(self._log_proba(prediction)))
         u = prediction.uncertainty
         return {"probs": probs, "predicted": self.classes_[np.argmax(probs, axis=1)],
                 "entropy": np.asarray(u.total, np.float64), "data": np.asarray(u.data, np.float64),
@@ -568,24 +723,30 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         return index
 
     def nll(self, X: Any, y: Any) -> np.ndarray:
-        """Per-row negative log-probability of the true class under the ensemble, ``(N,)`` in nats."""
+        """Per-row negative log-probability of the true class under the ensemble (tempered when
+        calibrated, as :meth:`predict_proba`), ``(N,)`` in nats."""
         index = self.encode_labels(y)
-        return np.asarray(self._distribution(X).nll(jnp.asarray(index, jnp.int32)), np.float64)
+        prediction = self._distribution(X)
+        if getattr(self, "calibration_", None) is not None:
+            return -self._log_proba(prediction)[np.arange(len(index)), index]
+        return np.asarray(prediction.nll(jnp.asarray(index, jnp.int32)), np.float64)
 
     def evaluate(self, X: Any, y: Any, *, bins: int = 15) -> dict[str, float]:
         """Every classification metric of :func:`deepens.metrics.evaluate` on ``(X, y)``: ``accuracy``,
         ``error``, ``nll``, ``brier_summed``, ``brier_per_class`` (the paper's), ``ece``/``mce`` with
-        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins."""
+        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins. These score
+        the uncalibrated mixture (the temperature in ``calibration_`` is not applied here)."""
         from deepens import metrics
 
         index = self.encode_labels(y)
         return metrics.evaluate(self._distribution(X), index, bins=bins)
 
     def _fitted_json(self) -> dict[str, Any]:
-        return {**super()._fitted_json(), "classes_": _labels_to_json(self.classes_)}
+        return {**super()._fitted_json(), "classes_": _labels_to_json(self.classes_), **self._calibration_json()}
 
     def _restore_fitted(self, fitted: dict[str, Any]) -> None:
         super()._restore_fitted(fitted)
+        self._restore_calibration(fitted)
         self.classes_ = _labels_from_json(fitted["classes_"])
 
 

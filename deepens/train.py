@@ -60,14 +60,44 @@ class Program:
 
 
 @functools.lru_cache(maxsize=64)
-def make_optimizer(learning_rate: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam, with L2 weight decay added to the gradient as in PyTorch's ``Adam(weight_decay=...)``.
+def make_optimizer(
+    learning_rate: float, weight_decay: float = 0.0, clip_norm: float | None = None
+) -> optax.GradientTransformation:
+    """Adam, with L2 weight decay added to the gradient as in PyTorch's ``Adam(weight_decay=...)``, and
+    with ``clip_norm`` set, the gradient first rescaled to global norm at most ``clip_norm``.
 
     Cached so that fits with equal settings get the same object and share a compiled program.
     """
     if weight_decay:
-        return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
-    return optax.adam(learning_rate)
+        optimizer = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
+    else:
+        optimizer = optax.adam(learning_rate)
+    if clip_norm is None:
+        return optimizer
+    return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+
+
+# Heads whose NLL divides by a learned scale: a member that shrinks its scale gets gradients that grow
+# without bound and can blow up in one Adam step, so "auto" clips them (issue 9).
+CLIPPED_HEADS = frozenset({"gaussian", "laplace"})
+AUTO_CLIP_NORM = 1.0
+
+
+def resolve_clip_norm(clip_norm: float | str | None, head: Head) -> float | None:
+    """``"auto"``: AUTO_CLIP_NORM for heads in CLIPPED_HEADS, else None; None: off; a number > 0: itself."""
+    if isinstance(clip_norm, str):
+        if clip_norm != "auto":
+            raise ValueError(f"clip_norm must be a positive number, None or 'auto', got {clip_norm!r}")
+        return AUTO_CLIP_NORM if head.name in CLIPPED_HEADS else None
+    if clip_norm is None:
+        return None
+    try:
+        value = float(clip_norm)
+    except (TypeError, ValueError):
+        raise ValueError(f"clip_norm must be a positive number, None or 'auto', got {clip_norm!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"clip_norm must be a positive finite number, got {clip_norm!r}")
+    return value
 
 
 INIT_STREAM, NOISE_STREAM = 0, 1
@@ -412,6 +442,7 @@ def fit(
     optimizer: optax.GradientTransformation | None = None,
     learning_rate: float = 1e-3,
     weight_decay: float = 0.0,
+    clip_norm: float | str | None = "auto",
     adversarial: str | Adversarial | None = None,
     eps: float | None = None,
     num_classes: int | None = None,
@@ -438,6 +469,9 @@ def fit(
       epochs: passes over the data.
       batch_size: minibatch size; ``None`` trains on the full batch.
       optimizer: any Optax transformation; default Adam(learning_rate) with optional L2 weight decay.
+      clip_norm: when ``optimizer`` is None, clip the gradient to this global norm before Adam;
+        ``"auto"`` (default) is 1.0 for Gaussian and Laplace heads (whose NLL can blow up as a scale
+        collapses) and off otherwise; ``None`` turns it off. Ignored when ``optimizer`` is given.
       adversarial: ``None``, ``"fgsm"``, ``"vat"`` or an ``FGSM``/``VAT`` instance; ``eps`` overrides its
         eps (strings default to 1% of each feature's range, as in the paper).
       num_classes: K for classification (default: largest label + 1).
@@ -475,7 +509,8 @@ def fit(
         head.loss(loss)  # raises for a loss the head cannot be trained with
     model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
     optimizer_given = optimizer
-    optimizer = make_optimizer(float(learning_rate), float(weight_decay)) if optimizer is None else optimizer
+    clip = resolve_clip_norm(clip_norm, head)
+    optimizer = make_optimizer(float(learning_rate), float(weight_decay), clip) if optimizer is None else optimizer
 
     mesh = devices_module.plan_mesh(len(ids), batch, devices)
     trained_ids = ids + tuple(range(max(ids) + 1, max(ids) + 1 + devices_module.padded_size(len(ids), mesh) - len(ids)))
@@ -497,7 +532,7 @@ def fit(
         "head": head, "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
         "model": model.module if isinstance(model, FlaxModel) else type(model).__qualname__, "seed": seed, "member_ids": trained_ids,
         "batch_size": batch, "adversarial": adversarial,
-        "optimizer": (float(learning_rate), float(weight_decay)) if optimizer_given is None else "custom",
+        "optimizer": (float(learning_rate), float(weight_decay), clip) if optimizer_given is None else "custom",
     })
     if resume is not None and resume.identity != identity:
         raise ValueError(

@@ -1,0 +1,249 @@
+"""Calibration on held-out rows: one number fitted after training so that the ensemble's predictions
+say honestly how uncertain they are.
+
+Three kinds, each a pure function of held-out predictions (float64 numpy, no JAX):
+
+- ``"temperature"`` (classification): one temperature ``T`` on the ensemble's averaged prediction;
+- ``"scale"`` (regression): one factor ``s`` on the predictive std (variance scaling);
+- ``"conformal"`` (regression): split-conformal intervals ``mean -/+ q * std`` from the normalised
+  scores ``|y - mean| / std``, with marginal coverage ``>= level`` for exchangeable data.
+
+The fitted result is a small frozen :class:`Calibration` that round-trips through plain JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+
+KINDS = ("temperature", "scale", "conformal")
+MIN_ROWS = 10
+
+
+def _finite(name: str, a: Any, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric: {err}") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr[:, None]
+    bad = np.flatnonzero(~np.all(np.isfinite(flat), axis=1))
+    if bad.size:
+        shown = ", ".join(str(int(r)) for r in bad[:10])
+        raise ValueError(f"calibration {name} has NaN or inf in row(s) {shown}")
+    return arr
+
+
+def _enough_rows(n: int) -> None:
+    if n < MIN_ROWS:
+        raise ValueError(f"calibration needs at least {MIN_ROWS} rows, got {n}")
+
+
+def check_level(level: Any) -> float:
+    """``level`` as a float strictly inside (0, 1); ValueError otherwise."""
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"level must lie strictly inside (0, 1), got {level!r}")
+    return value
+
+
+def _positive_std(std: np.ndarray) -> None:
+    bad = np.flatnonzero(~(std > 0))
+    if bad.size:
+        raise ValueError(
+            f"std must be positive, got {std[bad[0]]} in row {int(bad[0])} ({bad.size} row(s) not positive)"
+        )
+
+
+def _regression(y: Any, mean: Any, std: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y_ = _finite("y", y, 1)
+    mean_ = _finite("mean", mean, 1)
+    std_ = _finite("std", std, 1)
+    if not (y_.shape == mean_.shape == std_.shape):
+        raise ValueError(f"y, mean and std must have one shape, got {y_.shape}, {mean_.shape}, {std_.shape}")
+    _enough_rows(y_.shape[0])
+    _positive_std(std_)
+    return y_, mean_, std_
+
+
+# --- temperature scaling (classification) -------------------------------------------------------
+
+
+def temper(log_probs: Any, temperature: float) -> np.ndarray:
+    """``log softmax(log_probs / T)``: ``(N, K) -> (N, K)``, each row normalised, float64.
+
+    ``T > 1`` flattens the distribution, ``T < 1`` sharpens it, ``T = 1`` is the identity (up to the
+    renormalisation of already normalised log-probabilities). The argmax never changes.
+    """
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    lp = np.asarray(log_probs, dtype=np.float64)
+    return log_softmax(lp / temperature, axis=-1)
+
+
+def _nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    lp = temper(log_probs, temperature)
+    return float(-np.mean(lp[np.arange(lp.shape[0]), labels]))
+
+
+def fit_temperature(log_probs: Any, labels: Any) -> float:
+    """One temperature ``T > 0`` minimising the held-out NLL of ``softmax(log_probs / T)``.
+
+    ``log_probs``: ``(N, K)`` log-probabilities of the ensemble's averaged prediction (the mixture
+    ``log((1/M) sum_m p_m)``), ``labels``: ``(N,)`` integers in ``[0, K)``. Returns ``T`` (unitless).
+
+    This scales the *mixture*, not the members' logits: the tempered distribution is exactly the one
+    that is evaluated and reported, so the fitted ``T`` minimises the NLL of what the user sees, and
+    dividing one vector of log-probabilities by a positive number is monotone, so it can never change
+    the argmax (accuracy is unchanged). Scaling member logits before averaging would change the
+    mixture's shape in a way that is not monotone across members, could change predictions, and would
+    need the members' logits at prediction time.
+
+    The NLL is convex in ``1/T`` (a log-sum-exp of a linear function minus a linear one), so a bounded
+    1-D search over ``log T`` finds the global minimum.
+    """
+    lp = _finite("log_probs", log_probs, 2)
+    try:
+        lab = np.asarray(labels)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"labels must be integers: {err}") from None
+    if lab.ndim != 1 or lab.shape[0] != lp.shape[0]:
+        raise ValueError(f"labels must have shape ({lp.shape[0]},), got {lab.shape}")
+    if lab.dtype.kind == "f":
+        if not np.all(np.isfinite(lab)):
+            raise ValueError("calibration labels have NaN or inf")
+        if not np.all(lab == np.round(lab)):
+            raise ValueError("labels must be integers")
+        lab = lab.astype(np.int64)
+    elif lab.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integers, got dtype {lab.dtype}")
+    _enough_rows(lp.shape[0])
+    k = lp.shape[1]
+    if lab.min() < 0 or lab.max() >= k:
+        raise ValueError(f"labels must lie in [0, {k}), got values from {lab.min()} to {lab.max()}")
+    # Clip -inf (a member gave exactly zero probability) so the division stays finite.
+    lp = np.maximum(lp, np.log(np.finfo(np.float64).tiny))
+    res = minimize_scalar(
+        lambda log_t: _nll(lp, lab, math.exp(log_t)),
+        bounds=(math.log(1e-2), math.log(1e2)),
+        method="bounded",
+        options={"xatol": 1e-8},
+    )
+    return float(math.exp(res.x))
+
+
+# --- variance scaling (regression) --------------------------------------------------------------
+
+
+def fit_std_scale(y: Any, mean: Any, std: Any) -> float:
+    """One factor ``s > 0`` on the predictive std minimising the held-out Gaussian NLL (variance scaling).
+
+    ``y``, ``mean``, ``std``: ``(N,)`` each, in one unit. The Gaussian NLL of ``N(mean, (s std)^2)``,
+    ``log s + z^2 / (2 s^2) + const`` averaged with ``z = (y - mean) / std``, is minimised in closed
+    form at ``s^2 = mean(z^2)``. Returns ``s`` (unitless); the calibrated std is ``s * std``.
+    """
+    y_, mean_, std_ = _regression(y, mean, std)
+    z = (y_ - mean_) / std_
+    s2 = float(np.mean(z * z))
+    if s2 <= 0:
+        raise ValueError("every calibration residual is zero: the std scale is undefined")
+    return math.sqrt(s2)
+
+
+# --- split conformal (regression) ----------------------------------------------------------------
+
+
+def conformal_index(n: int, level: float) -> int:
+    """The 1-based rank ``k = ceil((n + 1) * level)`` of the finite-sample conformal quantile."""
+    # The tiny tolerance keeps (n + 1) * level that is an integer in exact arithmetic (19 + 1) * 0.9
+    # from rounding up to the next rank through floating-point error.
+    return int(math.ceil((n + 1) * level - 1e-9))
+
+
+def conformal_quantile(scores: Any, level: float) -> float:
+    """Split-conformal quantile: the ``k``-th smallest of ``n`` scores, ``k = ceil((n + 1) * level)``.
+
+    ``scores``: ``(n,)`` non-conformity scores of the calibration rows (any ``n >= 1``; ties are fine,
+    since the rank counts tied scores separately). Returns ``+inf`` when ``k > n``: with so few rows no
+    finite interval guarantees the level. For a new exchangeable score ``S``,
+    ``P(S <= q) >= level`` (and ``< level + 1/(n + 1)`` without ties).
+    """
+    lvl = check_level(level)
+    s = _finite("scores", scores, 1)
+    n = s.shape[0]
+    if n == 0:
+        raise ValueError("scores is empty: conformal calibration needs at least one row")
+    k = conformal_index(n, lvl)
+    if k > n:
+        return math.inf
+    return float(np.partition(s, k - 1)[k - 1])
+
+
+def conformal_scores(y: Any, mean: Any, std: Any) -> np.ndarray:
+    """Normalised scores ``|y - mean| / std``: ``(N,)`` each to ``(N,)``, unitless."""
+    y_, mean_, std_ = _regression(y, mean, std)
+    return np.abs(y_ - mean_) / std_
+
+
+def fit_conformal(y: Any, mean: Any, std: Any, level: float) -> float:
+    """The conformal multiplier ``q`` of the std for intervals at ``level`` (see conformal_quantile)."""
+    return conformal_quantile(conformal_scores(y, mean, std), level)
+
+
+def conformal_interval(mean: Any, std: Any, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean - q * std, mean + q * std)``: ``(N,)`` each, in the unit of ``mean``."""
+    m = np.asarray(mean, dtype=np.float64)
+    s = np.asarray(std, dtype=np.float64)
+    return m - q * s, m + q * s
+
+
+# --- the fitted state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted calibration: ``kind`` in KINDS, its ``value`` (``T``, ``s`` or ``q``), and for
+    ``"conformal"`` the ``level`` it was fitted at."""
+
+    kind: str
+    value: float
+    level: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"calibration kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "conformal":
+            if self.level is None:
+                raise ValueError("a conformal calibration needs its level")
+            check_level(self.level)
+            if not (self.value >= 0):  # +inf is allowed: too few rows for a finite interval
+                raise ValueError(f"conformal quantile must be >= 0, got {self.value!r}")
+        else:
+            if self.level is not None:
+                raise ValueError(f"a {self.kind} calibration has no level, got {self.level!r}")
+            if not (math.isfinite(self.value) and self.value > 0):
+                raise ValueError(f"{self.kind} must be a positive finite number, got {self.value!r}")
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain JSON (an infinite conformal quantile is written as the string ``"inf"``)."""
+        value: float | str = self.value if math.isfinite(self.value) else "inf"
+        return {"kind": self.kind, "value": value, "level": self.level}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Calibration:
+        value = config["value"]
+        level = config.get("level")
+        return cls(
+            kind=str(config["kind"]),
+            value=math.inf if value == "inf" else float(value),
+            level=None if level is None else float(level),
+        )
