@@ -36,6 +36,7 @@ from deepens import validation
 from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_perturb, get_adversarial, input_scale, vat_divergence
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
+from deepens.methods.ensemble import DeepEnsemble
 from deepens.models import MLP, Model, as_model
 
 LossFn = Callable[[Array, Array], Array]
@@ -218,17 +219,8 @@ def _batch_layout(n: int, batch_size: int) -> tuple[int, np.ndarray]:
 def _draw_order(
     seed: int, member_ids: Sequence[int], epochs: Sequence[int], n: int, steps: int, batch_size: int
 ) -> np.ndarray:
-    """Row order ``(M, E, S, B)`` int32 for the given epochs: member ``i`` sees, in epoch ``e``, the
-    permutation drawn by ``default_rng([seed, i, e])`` (so any epoch's order can be redrawn on resume),
-    its last batch padded with the permutation's first rows (which carry weight 0)."""
-    order = np.empty((len(member_ids), len(epochs), steps * batch_size), np.int32)
-    rows = np.arange(n, dtype=np.int32)
-    for m, member in enumerate(member_ids):
-        for e, epoch in enumerate(epochs):
-            perm = np.random.default_rng([seed, int(member), int(epoch)]).permutation(rows)
-            order[m, e, :n] = perm
-            order[m, e, n:] = perm[: steps * batch_size - n]
-    return order.reshape(len(member_ids), len(epochs), steps, batch_size)
+    """Row order ``(M, E, S, B)`` int32 (see :meth:`deepens.methods.ensemble.DeepEnsemble.draw_order`)."""
+    return DeepEnsemble().draw_order(seed, member_ids, epochs, n, steps, batch_size)  # methods seam
 
 
 def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:

@@ -2,5 +2,6 @@
 seam, ensembles inside one network (MIMO, BatchEnsemble). See :mod:`deepens.methods.base`."""
 
 from deepens.methods.base import METHODS, Method, get_method, register_method
+from deepens.methods.ensemble import DeepEnsemble
 
-__all__ = ["METHODS", "Method", "get_method", "register_method"]
+__all__ = ["METHODS", "DeepEnsemble", "Method", "get_method", "register_method"]
