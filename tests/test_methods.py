@@ -302,3 +302,14 @@ def test_mimo_spiral_accuracy():
         assert float(np.mean(np.asarray(outputs).argmax(-1) == yt)) > 0.8
     u = prediction.uncertainty
     np.testing.assert_allclose(u.total, u.data + u.knowledge, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["mimo", "batchensemble"])
+@pytest.mark.parametrize("adversarial", ["fgsm", "vat"])
+def test_adversarial_training_on_slotted_inputs(regression_data, method, adversarial):
+    x, y = regression_data
+    ensemble = deepens.fit(x, y, method=method, members=2, adversarial=adversarial, hidden=(8,), epochs=2,
+                           batch_size=8, progress=False)
+    clean = deepens.fit(x, y, method=method, members=2, hidden=(8,), epochs=2, batch_size=8, progress=False)
+    assert np.isfinite(ensemble.history).all()
+    assert not np.allclose(ensemble.history, clean.history)  # the perturbation reached the loss
