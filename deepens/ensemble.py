@@ -13,6 +13,7 @@ from jax import Array
 
 from deepens import validation
 from deepens.heads import Head
+from deepens.methods import DeepEnsemble, Method
 from deepens.models import Model
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 
@@ -69,10 +70,11 @@ class Ensemble:
     member_ids: tuple[int, ...] = ()
     seed: int = 0
     timings: Timings | None = None
+    method: Method = DeepEnsemble()  # methods seam: how the networks hold the members (see deepens.methods)
 
     @property
     def members(self) -> int:
-        return int(jax.tree.leaves(self.params)[0].shape[0])
+        return int(jax.tree.leaves(self.params)[0].shape[0]) * self.method.members_per_network
 
     @property
     def is_classifier(self) -> bool:
@@ -87,7 +89,8 @@ class Ensemble:
             part = features[start : start + PREDICT_CHUNK]
             size = _bucket(len(part))
             padded = np.concatenate([part, np.zeros((size - len(part), *part.shape[1:]), part.dtype)])
-            chunks.append(apply_members(self.model, self.params, self.state, jnp.asarray(padded))[:, : len(part)])
+            outputs = self.method.member_outputs(self.model, self.params, self.state, jnp.asarray(padded))
+            chunks.append(outputs[:, : len(part)])
         return chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks, axis=1)
 
     def _feature_spec(self) -> int | tuple[int, ...]:
@@ -102,6 +105,8 @@ class Ensemble:
 
     def select(self, members: Sequence[int] | slice) -> Ensemble:
         """A smaller ensemble made of the chosen members (by position)."""
+        if self.method.members_per_network != 1:  # methods seam: members inside one network cannot be split
+            raise ValueError(f"select needs one member per network; a {self.method.name} ensemble has {self.method.members_per_network}")
         index = np.arange(self.members)[members] if isinstance(members, slice) else np.asarray(members)
         if index.size == 0:
             raise ValueError("select needs at least one member")

@@ -37,6 +37,8 @@ from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_perturb, get_advers
 from deepens.checkpoint import Checkpoint, run_identity
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
+from deepens.methods import Method, get_method
+from deepens.methods.ensemble import DeepEnsemble
 from deepens.models import MLP, FlaxModel, Model, as_model
 
 LossFn = Callable[[Array, Array], Array]
@@ -54,6 +56,7 @@ class Program:
     batch_size: int
     epochs_per_call: int
     shared_data: bool
+    method: Method = DeepEnsemble()  # methods seam: how a network holds members and how batches are built
 
     def loss_fn(self) -> LossFn:
         return self.head.loss(self.loss) if isinstance(self.loss, str) else self.loss
@@ -154,6 +157,7 @@ def _batch_objective(
         predict = lambda inputs: forward(inputs)[0]  # noqa: E731
         divergence = vat_divergence(predict, program.head.kl, x, outputs, key, adversarial, scale)
         per_example = per_example + adversarial.weight * divergence
+    per_example = program.method.reduce_slots(per_example)  # methods seam: (B, slots) -> (B,)
     return jnp.sum(weights * per_example) / jnp.sum(weights), new_state
 
 
@@ -249,17 +253,8 @@ def _batch_layout(n: int, batch_size: int) -> tuple[int, np.ndarray]:
 def _draw_order(
     seed: int, member_ids: Sequence[int], epochs: Sequence[int], n: int, steps: int, batch_size: int
 ) -> np.ndarray:
-    """Row order ``(M, E, S, B)`` int32 for the given epochs: member ``i`` sees, in epoch ``e``, the
-    permutation drawn by ``default_rng([seed, i, e])`` (so any epoch's order can be redrawn on resume),
-    its last batch padded with the permutation's first rows (which carry weight 0)."""
-    order = np.empty((len(member_ids), len(epochs), steps * batch_size), np.int32)
-    rows = np.arange(n, dtype=np.int32)
-    for m, member in enumerate(member_ids):
-        for e, epoch in enumerate(epochs):
-            perm = np.random.default_rng([seed, int(member), int(epoch)]).permutation(rows)
-            order[m, e, :n] = perm
-            order[m, e, n:] = perm[: steps * batch_size - n]
-    return order.reshape(len(member_ids), len(epochs), steps, batch_size)
+    """Row order ``(M, E, S, B)`` int32 (see :meth:`deepens.methods.ensemble.DeepEnsemble.draw_order`)."""
+    return DeepEnsemble().draw_order(seed, member_ids, epochs, n, steps, batch_size)  # methods seam
 
 
 def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:
@@ -325,9 +320,11 @@ def train_members(
     """
     members = len(member_ids)
     n = x.shape[0] if program.shared_data else x.shape[1]
-    full_batch = program.batch_size >= n
-    batch_size = n if full_batch else program.batch_size
-    steps, weights = _batch_layout(n, batch_size)
+    # methods seam: slotted methods always index rows; MIMO's batch repetition b makes each batch b times longer.
+    full_batch = program.method.slots is None and program.batch_size >= n
+    repetition = int(getattr(program.method, "batch_repetition", 1))
+    batch_size = n if full_batch else min(program.batch_size, n) * repetition
+    steps, weights = _batch_layout(n * repetition, batch_size)
     chunk = program.epochs_per_call
     first_epoch = 0 if resume is None else resume.epoch
     for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("the resumed epoch", first_epoch)):
@@ -356,7 +353,7 @@ def train_members(
     def order_for(first: int) -> Array | None:
         if full_batch:
             return None
-        return place_order(_draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size))
+        return place_order(program.method.draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size))
 
     order = order_for(first_epoch)
     executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale)
@@ -454,6 +451,9 @@ def fit(
     resume: Checkpoint | None = None,
     progress: bool = True,
     description: str = "training",
+    method: str | Method = "ensemble",
+    input_repetition: float = 0.0,
+    batch_repetition: int = 1,
 ) -> Ensemble:
     """Train a deep ensemble: M members from independent initialisations and data orders, together.
 
@@ -486,12 +486,18 @@ def fit(
         uninterrupted run; a checkpoint whose run identity (data and settings, see
         :func:`deepens.checkpoint.run_identity`) differs is refused with a ValueError. ``epochs`` may grow.
       progress: show a progress bar over epochs with the current mean loss.
+      method: how members are laid out (:mod:`deepens.methods`): ``"ensemble"`` (one network per member),
+        ``"mimo"`` or ``"batchensemble"`` (all ``members`` in one network; then ``member_ids`` and
+        ``history`` refer to networks), or a Method instance (``members`` must be a multiple of its
+        members per network).
+      input_repetition, batch_repetition: MIMO's rho and b (see :class:`deepens.methods.MIMO`).
     Returns:
       The trained :class:`~deepens.ensemble.Ensemble`; its ``history`` holds the loss per epoch and member,
       and ``timings`` the compile and training seconds.
     """
     head = get_head(head)
-    ids = tuple(range(validation.positive_int("members", members))) if member_ids is None else tuple(member_ids)
+    method, networks = _method(method, validation.positive_int("members", members), input_repetition, batch_repetition)
+    ids = tuple(range(networks)) if member_ids is None else tuple(member_ids)
     if len(ids) < 1 or len(set(ids)) != len(ids) or any(int(i) < 0 for i in ids):
         raise ValueError(f"member_ids must be distinct non-negative integers, got {member_ids!r}")
     validation.positive_int("epochs", epochs)
@@ -508,6 +514,8 @@ def fit(
     if isinstance(loss, str):
         head.loss(loss)  # raises for a loss the head cannot be trained with
     model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
+    model = method.build(model, input_shape=features.shape[1:], outputs=head.num_outputs(size))  # methods seam
+    example = features[:1] if method.slots is None else np.repeat(features[:1, None], method.slots, axis=1)
     optimizer_given = optimizer
     clip = resolve_clip_norm(clip_norm, head)
     optimizer = make_optimizer(float(learning_rate), float(weight_decay), clip) if optimizer is None else optimizer
@@ -520,24 +528,24 @@ def fit(
         )
 
     start = time.perf_counter()
-    params, state = init_members(model, seed, trained_ids, features[:1])
-    _check_output_width(model, params, state, features, head, size)
+    params, state = init_members(model, seed, trained_ids, example)
+    _check_output_width(model, params, state, example, head, size)
     init_s = time.perf_counter() - start
     steps = -(-n // batch)
     if checkpoint_every is not None:
         validation.positive_int("checkpoint_every", checkpoint_every)
     chunk = epochs_per_call(epochs, steps, checkpoint_every)
-    program = Program(model, head, loss, optimizer, adversarial, batch, chunk, True)
+    program = Program(model, head, loss, optimizer, adversarial, batch, chunk, True, method)
     identity = run_identity(features, targets, {
         "head": head, "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
         "model": model.module if isinstance(model, FlaxModel) else type(model).__qualname__, "seed": seed, "member_ids": trained_ids,
-        "batch_size": batch, "adversarial": adversarial,
+        "batch_size": batch, "adversarial": adversarial, "method": method,
         "optimizer": (float(learning_rate), float(weight_decay), clip) if optimizer_given is None else "custom",
     })
     if resume is not None and resume.identity != identity:
         raise ValueError(
-            "the checkpoint belongs to another run: resume with the data and settings (head, loss, model, seed, "
-            "members, batch size, adversarial training, optimizer) of the run that wrote it"
+            "the checkpoint belongs to another run: resume with the data and settings (head, loss, model, method, "
+            "seed, members, batch size, adversarial training, optimizer) of the run that wrote it"
             + ("" if resume.identity else " (this checkpoint carries no run identity)")
         )
     if on_checkpoint is not None:
@@ -558,7 +566,24 @@ def fit(
         target_size=size, squeeze_target=not head.is_classifier and np.ndim(y) == 1,
         history=history, member_ids=ids, seed=seed,
         timings=Timings(compile_s=init_s + timings.compile_s, train_s=timings.train_s),
+        method=method,  # methods seam
     )
+
+
+def _method(method: str | Method, members: int, input_repetition: float, batch_repetition: int) -> tuple[Method, int]:
+    """The method for ``fit`` and its number of networks; ValueErrors for options it does not take."""
+    if isinstance(method, Method):
+        instance = method
+    else:
+        options: dict[str, Any] = {}
+        if method in ("mimo", "batchensemble"):
+            options["members"] = members
+        if method == "mimo":
+            options.update(input_repetition=input_repetition, batch_repetition=batch_repetition)
+        elif input_repetition != 0.0 or batch_repetition != 1:
+            raise ValueError(f"input_repetition and batch_repetition are MIMO's options, not {method!r}'s")
+        instance = get_method(method, **options)
+    return instance, instance.networks(members)
 
 
 def _check_output_width(model: Model, params: Any, state: Any, x: np.ndarray, head: Head, size: int) -> None:

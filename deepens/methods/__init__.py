@@ -2,5 +2,18 @@
 seam, ensembles inside one network (MIMO, BatchEnsemble). See :mod:`deepens.methods.base`."""
 
 from deepens.methods.base import METHODS, Method, get_method, register_method
+from deepens.methods.batchensemble import BatchEnsemble, BatchEnsembleMLP
+from deepens.methods.ensemble import DeepEnsemble
+from deepens.methods.mimo import MIMO, MIMONetwork
 
-__all__ = ["METHODS", "Method", "get_method", "register_method"]
+__all__ = [
+    "METHODS",
+    "BatchEnsemble",
+    "BatchEnsembleMLP",
+    "DeepEnsemble",
+    "MIMO",
+    "MIMONetwork",
+    "Method",
+    "get_method",
+    "register_method",
+]

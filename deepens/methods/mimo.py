@@ -1,0 +1,166 @@
+"""MIMO (Havasi et al., ICLR 2021, "Training independent subnetworks for robust prediction").
+
+One network holds ``k`` members: its input layer takes ``k`` examples concatenated (width ``k * D``), its
+output layer gives ``k`` heads (width ``k * O``), and the hidden layers are shared. In training, slot ``j``
+of a batch is filled from subnetwork ``j``'s own permutation of the rows, so each subnetwork learns to read
+its own input and ignore the others; the loss is the sum of the subnetworks' losses. At prediction the
+same input fills every slot and the ``k`` outputs are the ``k`` members of the usual uniform mixture.
+
+Batch construction (:meth:`MIMO.draw_order`), for network ``g`` and epoch ``e``, all from
+``rng = default_rng([seed, g, e])``:
+
+1. ``k`` permutations of the rows, drawn in order from ``rng`` (so with ``k = 1``, ``rho = 0``, ``b = 1``
+   the order is exactly a deep-ensemble member's), each padded like the deep ensemble's to fill the last
+   batch with its first rows (weight 0).
+2. Batch repetition ``b``: each padded permutation is repeated element-wise ``b`` times
+   (``np.repeat``), so the epoch's stream has ``n * b`` real positions; the trainer must lay out
+   ``steps * batch_size >= n * b`` positions with weight 1 on the first ``n * b``. When ``batch_size`` is a
+   multiple of ``b`` all copies of a row fall in one batch. Then, for ``b > 1`` only, the real positions of
+   each batch are shuffled in every slot independently (padding stays in place, so the position mask still
+   holds); this pairs the ``b`` copies of a row with different partners in the other slots, as the
+   reference code's per-member shuffle of the repeated batch does.
+3. Input repetition ``rho``: in each batch the first ``round(rho * batch_size)`` positions copy slot 0 into
+   every slot (all subnetworks see the same example there); ``rho = 1`` makes all slots identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from deepens.methods.base import Method, register_method
+from deepens.models import MLP, FlaxModel, Model
+
+
+def _check_members(name: str, members: Any) -> None:
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+        raise ValueError(f"{name}: members must be an integer >= 1, got {members!r}")
+
+
+def widenable_mlp(name: str, model: Model, input_shape: tuple[int, ...], outputs: int) -> MLP:
+    """The built-in MLP inside ``model``, or a ValueError saying why ``name`` cannot be applied to it."""
+    module = getattr(model, "module", None)
+    if not isinstance(model, FlaxModel) or not isinstance(module, MLP):
+        raise ValueError(f"{name} needs the built-in MLP (deepens.models.MLP); a custom model cannot be widened")
+    if len(input_shape) != 1:
+        raise ValueError(f"{name} needs flat inputs (D,), got input shape {input_shape}")
+    if module.outputs != outputs:
+        raise ValueError(f"{name}: the model has {module.outputs} outputs but the head needs {outputs}")
+    return module
+
+
+@dataclasses.dataclass(frozen=True)
+class MIMONetwork(Model):
+    """The widened MLP: ``(B, k, D) -> (B, k, O)`` through ``trunk`` ``(B, k * D) -> (B, k * O)``.
+
+    Attributes:
+      trunk: the MLP with input width ``k * D`` and ``k * O`` outputs (its parameters are the network's).
+      members: ``k``.
+    """
+
+    trunk: MLP
+    members: int
+
+    def _flat(self, x: Any) -> Any:
+        return x.reshape(x.shape[0], -1)
+
+    def init(self, key: Array, x: Array) -> tuple[Any, Any]:
+        return FlaxModel(self.trunk).init(key, self._flat(x))
+
+    def init_on_host(self, rng: np.random.Generator, x: np.ndarray) -> tuple[Any, Any] | None:
+        return FlaxModel(self.trunk).init_on_host(rng, self._flat(np.asarray(x)))
+
+    def apply(self, params: Any, state: Any, x: Array, train: bool) -> tuple[Array, Any]:
+        outputs, state = FlaxModel(self.trunk).apply(params, state, self._flat(x), train)
+        return outputs.reshape(x.shape[0], self.members, -1), state
+
+
+@functools.partial(jax.jit, static_argnames=("model", "k"))
+def slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Array) -> Array:
+    """Tile ``x`` ``(N, D)`` into every slot, apply each network: ``(G * k, N, O)``, network-major."""
+    tiled = jnp.repeat(x[:, None], k, axis=1)
+    outputs = jax.vmap(lambda p, s: model.apply(p, s, tiled, False)[0])(params, state)  # (G, N, k, O)
+    g, n = outputs.shape[:2]
+    return jnp.swapaxes(outputs, 1, 2).reshape(g * k, n, outputs.shape[-1])
+
+
+@register_method
+@dataclasses.dataclass(frozen=True)
+class MIMO(Method):
+    """MIMO with ``members`` subnetworks per network.
+
+    Attributes:
+      members: ``k >= 1`` subnetworks (input and output heads) in one network.
+      input_repetition: ``rho`` in [0, 1], the fraction of each batch where every slot holds slot 0's row.
+      batch_repetition: ``b >= 1``, copies of each row in an epoch's stream (see the module docstring).
+    """
+
+    name = "mimo"
+    members: int = 1
+    input_repetition: float = 0.0
+    batch_repetition: int = 1
+
+    def __post_init__(self) -> None:
+        _check_members(self.name, self.members)
+        rho = self.input_repetition
+        if isinstance(rho, bool) or not isinstance(rho, (int, float, np.number)) or not 0.0 <= float(rho) <= 1.0:
+            raise ValueError(f"mimo: input_repetition must be a number in [0, 1], got {rho!r}")
+        b = self.batch_repetition
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise ValueError(f"mimo: batch_repetition must be an integer >= 1, got {b!r}")
+
+    @property
+    def members_per_network(self) -> int:
+        return int(self.members)
+
+    @property
+    def slots(self) -> int | None:
+        return int(self.members)
+
+    def build(self, model: Model, *, input_shape: tuple[int, ...], outputs: int) -> Model:
+        mlp = widenable_mlp(self.name, model, input_shape, outputs)
+        return MIMONetwork(dataclasses.replace(mlp, outputs=self.members * outputs, parent=None), int(self.members))
+
+    def draw_order(
+        self, seed: int, network_ids: Sequence[int], epochs: Sequence[int], n: int, steps: int, batch_size: int
+    ) -> np.ndarray:
+        """Row indices ``(G, E, S, B, k)`` int32 (construction in the module docstring)."""
+        k, b = int(self.members), int(self.batch_repetition)
+        total = steps * batch_size
+        if total < n * b:
+            raise ValueError(f"mimo: {steps} steps of {batch_size} rows cannot hold {n} rows repeated {b} times")
+        shared = int(round(float(self.input_repetition) * batch_size))
+        real = n * b
+        order = np.empty((len(network_ids), len(epochs), steps, batch_size, k), np.int32)
+        rows = np.arange(n, dtype=np.int32)
+        for g, network in enumerate(network_ids):
+            for e, epoch in enumerate(epochs):
+                rng = np.random.default_rng([seed, int(network), int(epoch)])
+                perms = [rng.permutation(rows) for _ in range(k)]
+                slots = np.empty((total, k), np.int32)
+                for j, perm in enumerate(perms):
+                    stream = np.repeat(perm, b)
+                    slots[:real, j] = stream
+                    slots[real:, j] = np.resize(perm, total - real)
+                if b > 1:
+                    for start in range(0, real, batch_size):
+                        stop = min(start + batch_size, real)
+                        for j in range(k):
+                            slots[start:stop, j] = rng.permutation(slots[start:stop, j])
+                batches = slots.reshape(steps, batch_size, k)
+                batches[:, :shared, :] = batches[:, :shared, :1]
+                order[g, e] = batches
+        return order
+
+    def reduce_slots(self, per_example: Array) -> Array:
+        """The sum of the subnetworks' losses, ``(B, k) -> (B,)``."""
+        return jnp.sum(per_example, axis=-1)
+
+    def member_outputs(self, model: Model, params: Any, state: Any, x: Array) -> Array:
+        return slotted_member_outputs(model, int(self.members), params, state, x)
