@@ -36,6 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
 from deepens import io, mixture, validation
+from deepens.cache import enable_compilation_cache
 from deepens.data.standardize import Standardizer
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
@@ -174,6 +175,7 @@ class DeepEnsembleBase(BaseEstimator):
     ) -> None:
         """Train the ensemble on standardised inputs ``x`` and targets; sets ``ensemble_`` and ``seed_``."""
         self._check_params()
+        enable_compilation_cache()  # a no-op under DEEPENS_NO_CACHE=1; see deepens.cache
         head = get_head(self._head_name())
         model = FlaxModel(MLP(self._hidden(), head.num_outputs(size), str(self.activation)))
         optimizer = make_optimizer(float(self.learning_rate), float(self.weight_decay))
