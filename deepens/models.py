@@ -175,42 +175,11 @@ class MLP(nn.Module):
         return {"params": params, "batch_stats": stats} if stats else {"params": params}
 
 
-# Layers with fan_in * width up to this many weights multiply by broadcasting and summing rather than by a
-# matrix product: under ``vmap`` over members XLA:CPU runs a batched product as one small GEMM call per
-# member, while the broadcast product fuses into one loop over all members (measured: deepens bench w1).
-BROADCAST_MAX_WEIGHTS = 1024
-
-
-class Dense(nn.Module):
-    """``(..., fan_in) -> (..., features)``: ``x @ kernel + bias``, parameters ``kernel`` (fan_in, features)
-    and ``bias`` (features,) as in ``flax.linen.Dense``, so saved models load either way."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        fan_in = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
-                            (fan_in, self.features), jnp.float32)
-        bias = self.param("bias", _uniform_fan_in(fan_in), (self.features,), jnp.float32)
-        return dense(x, kernel, bias)
-
-
-def dense(x: Array, kernel: Array, bias: Array, broadcast: bool | None = None) -> Array:
-    """``x @ kernel + bias`` for ``x`` (..., fan_in), ``kernel`` (fan_in, width), ``bias`` (width,).
-
-    ``broadcast`` (default: chosen from the static shape, see ``BROADCAST_MAX_WEIGHTS``) multiplies and sums
-    instead of calling a matrix product; the two agree to float32 rounding.
-    """
-    if broadcast is None:
-        broadcast = kernel.shape[0] * kernel.shape[1] <= BROADCAST_MAX_WEIGHTS
-    if broadcast:
-        y = jnp.sum(x[..., :, None] * kernel, axis=-2)
-    else:
-        y = jnp.dot(x, kernel)
-    return y + bias
-
-
 def _dense(width: int, x: Array) -> Array:
     """A linear layer initialised as PyTorch's ``nn.Linear`` (kaiming-uniform weights, uniform bias)."""
-    return Dense(width)(x)
+    layer = nn.Dense(
+        width,
+        kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_init=_uniform_fan_in(x.shape[-1]),
+    )
+    return layer(x)
