@@ -9,6 +9,9 @@ or n fake devices on the same cores beyond that). Prints:
 1. w1, w2, w3 at their default sizes against the sequential loops (see deepens/experiments/bench.py);
 2. members scaling, M = 1, 4, 16, 64, for w1 and w2 (cost relative to one member);
 3. device-count scaling, 1, 2, 4 devices, for all three workloads;
+4. whole-process wall times a user feels on a 442-row, 10-column CSV (scikit-learn's diabetes data):
+   ``deepens --help``, the first ``deepens train`` (empty compilation cache), the second (cache filled),
+   ``deepens predict``, and a script that trains five scikit-learn MLPRegressor networks on the same file;
 and writes every record to OUT/bench.json.
 """
 
@@ -17,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,50 @@ def measure(workload: str, members: int | None = None, devices: int | None = Non
             command.append("--no-sequential")
         subprocess.run(command, env=env, check=True, capture_output=True, text=True)
         return json.loads(out.read_text())
+
+
+SKLEARN_SCRIPT = """
+import sys
+import pandas as pd
+from sklearn.neural_network import MLPRegressor
+from sklearn.preprocessing import StandardScaler
+frame = pd.read_csv(sys.argv[1])
+x = StandardScaler().fit_transform(frame.drop(columns="target"))
+y = frame["target"].to_numpy()
+for seed in range(5):
+    MLPRegressor(hidden_layer_sizes=(50,), max_iter=200, random_state=seed).fit(x, (y - y.mean()) / y.std())
+"""
+
+
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def cli_timings(repeats: int = 3) -> dict[str, list[float]]:
+    """Whole-process wall seconds of each user-facing call, ``repeats`` times each (a fresh process each)."""
+    from sklearn.datasets import load_diabetes
+
+    deepens_cli = [sys.executable, "-m", "deepens.cli"]
+    times: dict[str, list[float]] = {k: [] for k in ("deepens --help", "deepens train (first)",
+                                                      "deepens train (second)", "deepens predict",
+                                                      "5 x sklearn MLPRegressor")}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "diabetes.csv"
+        load_diabetes(as_frame=True).frame.to_csv(data, index=False)
+        env = dict(os.environ)
+        env.pop("DEEPENS_NO_CACHE", None)
+        train = [*deepens_cli, "train", str(data), "--target", "target", "--quiet", "-o"]
+        for i in range(repeats):
+            env["DEEPENS_CACHE_DIR"] = str(Path(tmp) / f"cache{i}")  # empty: the first call compiles
+            times["deepens --help"].append(_wall([*deepens_cli, "--help"], env))
+            times["deepens train (first)"].append(_wall([*train, str(Path(tmp) / f"a{i}")], env))
+            times["deepens train (second)"].append(_wall([*train, str(Path(tmp) / f"b{i}")], env))
+            times["deepens predict"].append(_wall([*deepens_cli, "predict", str(Path(tmp) / f"b{i}"), str(data),
+                                                   "-o", str(Path(tmp) / f"p{i}.csv")], env))
+            times["5 x sklearn MLPRegressor"].append(_wall([sys.executable, "-c", SKLEARN_SCRIPT, str(data)], env))
+    return times
 
 
 def main() -> None:
@@ -90,6 +139,17 @@ def main() -> None:
                 table.add_row(workload, str(count), str(r["members"]), f"{r['train_s']:.3f}",
                               f"{r['member_examples_per_s']:,.0f}", f"{base / r['train_s']:.2f}x")
         console.print(table)
+
+    table = Table(title="whole-process wall time on a 442 x 10 CSV (median of 3 fresh processes)")
+    for column in ("call", "median s", "runs s", "x sklearn script"):
+        table.add_column(column, justify="right")
+    timings = cli_timings()
+    records["cli"] = timings
+    sklearn_s = statistics.median(timings["5 x sklearn MLPRegressor"])
+    for call, runs in timings.items():
+        table.add_row(call, f"{statistics.median(runs):.2f}", " ".join(f"{t:.2f}" for t in runs),
+                      f"{statistics.median(runs) / sklearn_s:.2f}")
+    console.print(table)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

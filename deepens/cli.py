@@ -409,6 +409,9 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepens", description="Deep Ensembles in JAX: predictive uncertainty.")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not use the persistent compilation cache (also DEEPENS_NO_CACHE=1; "
+                             "DEEPENS_CACHE_DIR moves it, default ~/.cache/deepens/jax)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the practical's toy experiments and write figures and metrics.json")
@@ -573,6 +576,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
     args = build_parser().parse_args(argv)
+    import os
+
+    from deepens import cache
+
+    if args.no_cache:
+        # Through the environment, so the estimators' own call (in fit) sees it too.
+        os.environ[cache.NO_CACHE_ENV] = "1"
+    elif args.command != "bench":  # bench times compilation itself, so it must not load it from disk
+        cache.enable_compilation_cache()
     if args.command not in DATA_COMMANDS:
         _join_hosts(args)
         return args.run(args)

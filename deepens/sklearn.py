@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from deepens import calibration as calib
 from deepens import devices, io, mixture, serialization, validation
+from deepens.cache import enable_compilation_cache
 from deepens.data.standardize import Standardizer
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
@@ -234,6 +235,7 @@ class DeepEnsembleBase(BaseEstimator):
         """Train the ensemble on standardised inputs ``x`` and targets; sets ``ensemble_`` and ``seed_``."""
         devices.use_cpu_cores()  # one JAX device per core if JAX has not started yet (else a no-op)
         self._check_params()
+        enable_compilation_cache()  # a no-op under DEEPENS_NO_CACHE=1; see deepens.cache
         head = get_head(self._head_name())
         model = FlaxModel(MLP(self._hidden(), head.num_outputs(size), str(self.activation)))
         clip_norm = resolve_clip_norm(self.clip_norm, head)
