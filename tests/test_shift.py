@@ -31,13 +31,15 @@ def _toy_digits(n: int = 16) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    try:
-        from deepens.data.mnist import load_mnist
+    from deepens.data.mnist import load_mnist
 
-        _, test = load_mnist()
-        return (test.take(64).images / 255.0).astype(np.float32)
-    except FileNotFoundError:
-        return _toy_digits().astype(np.float32)
+    for folder in (None, "/work/shared/data"):
+        try:
+            _, test = load_mnist(folder)
+            return (test.take(64).images / 255.0).astype(np.float32)
+        except FileNotFoundError:
+            continue
+    return _toy_digits().astype(np.float32)
 
 
 def _change(a: np.ndarray, b: np.ndarray) -> float:
