@@ -479,10 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     benchmarks = reproduce.add_subparsers(dest="benchmark", required=True)
     uci_parser = benchmarks.add_parser("uci", help="UCI regression (Table 1 and supplementary Table 2)")
     mnist_parser = benchmarks.add_parser("mnist", help="MNIST: ensemble size, FGSM, NotMNIST (Figures 2, 3, 6)")
-    shift_parser = benchmarks.add_parser("shift", help="MNIST under rotation, translation and corruptions (Ovadia et al. 2019)")
+    shift_parser = benchmarks.add_parser(
+        "shift", help="MNIST under rotation, translation and corruptions (Ovadia et al. 2019)")
     all_parser = benchmarks.add_parser("all", help="both, and report.md")
-    for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"), (shift_parser, "results/shift"),
-                             (all_parser, "results")):
+    for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"),
+                             (shift_parser, "results/shift"), (all_parser, "results")):
         sub.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
         sub.add_argument("--data-dir", default=None,
                          help="data folder (default: ../shared/data beside the repository, or $DEEPENS_DATA)")

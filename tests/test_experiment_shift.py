@@ -23,7 +23,8 @@ def test_fit_temperature_recovers_the_generating_temperature() -> None:
     labels = (rng.random((len(p), 1)) > np.cumsum(p, axis=1)).sum(axis=1)
     assert shift.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.05)
     # Scaled logits need a proportionally scaled temperature; log-softmax gives the same T as logits.
-    assert shift.fit_temperature(2 * logits, labels) == pytest.approx(2 * shift.fit_temperature(logits, labels), rel=1e-3)
+    fitted = shift.fit_temperature(logits, labels)
+    assert shift.fit_temperature(2 * logits, labels) == pytest.approx(2 * fitted, rel=1e-3)
     log_probs = logits - special.logsumexp(logits, axis=1, keepdims=True)
     assert shift.fit_temperature(log_probs, labels) == pytest.approx(shift.fit_temperature(logits, labels), rel=1e-4)
     with pytest.raises(ValueError, match="fit_temperature"):

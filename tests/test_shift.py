@@ -126,3 +126,14 @@ def test_bad_input() -> None:
         shift.translate(np.zeros((2, 2, 28, 28)), 1)
     with pytest.raises(ValueError, match="degrees"):
         shift.rotate(np.zeros((2, 28, 28)), float("nan"))
+
+
+def test_check_shift() -> None:
+    shift.check_shift("rotate", 37.5)
+    shift.check_shift("stripe", 5)
+    with pytest.raises(ValueError, match="unknown shift"):
+        shift.check_shift("fog", 1)
+    with pytest.raises(ValueError, match="intensity"):
+        shift.check_shift("stripe", 6)
+    with pytest.raises(ValueError, match="pixels"):
+        shift.check_shift("translate", "left")

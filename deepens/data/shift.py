@@ -222,6 +222,16 @@ CORRUPTIONS: dict[str, Corruption] = {
 KINDS = ("rotate", "translate", *CORRUPTIONS)
 
 
+def check_shift(kind: str, intensity: Any) -> None:
+    """ValueError unless ``(kind, intensity)`` names a shift :func:`apply_shift` can make."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown shift {kind!r}; choose from {', '.join(KINDS)}")
+    if kind in CORRUPTIONS:
+        _level(kind, intensity)
+    else:
+        _finite(kind, "degrees" if kind == "rotate" else "pixels", intensity)
+
+
 def apply_shift(kind: str, images: Any, intensity: float, seed: int = 0) -> np.ndarray:
     """One shift by name: ``rotate`` (intensity in degrees), ``translate`` (pixels) or a corruption of
     :data:`CORRUPTIONS` (integer intensity 0..5, randomness from ``seed``)."""

@@ -213,7 +213,8 @@ def corruption_boxes(results: dict[str, list[dict[str, Any]]]) -> Figure:
             ax.plot([], [], color=f"C{j}", lw=6, label=method)
         ax.set_xticks(np.arange(6), [str(i) for i in range(6)])
         ax.set_xlabel("corruption intensity")
-        ax.set_title(f"{field.upper() if field == 'ece' else 'Brier (summed)'} over {len(shift_data.CORRUPTIONS)} corruptions")
+        name = "ECE" if field == "ece" else "Brier (summed)"
+        ax.set_title(f"{name} over {len(shift_data.CORRUPTIONS)} corruptions")
         ax.grid(alpha=0.3)
     axes[0].legend()
     figure.tight_layout()

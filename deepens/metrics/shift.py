@@ -84,13 +84,10 @@ def _check_shifts(shifts: Any) -> list[tuple[str, Any]]:
     for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"shift_curve: each shift must be a (kind, intensity) pair, got {pair!r}")
-        kind, intensity = pair
-        if kind not in shift_data.KINDS:
-            raise ValueError(f"shift_curve: unknown shift {kind!r}; choose from {', '.join(shift_data.KINDS)}")
-        if kind in shift_data.CORRUPTIONS:
-            shift_data._level(f"shift_curve ({kind})", intensity)
-        else:
-            shift_data._finite("shift_curve", f"{kind} amount", intensity)
+        try:
+            shift_data.check_shift(*pair)
+        except ValueError as error:
+            raise ValueError(f"shift_curve: {error}") from None
     return pairs
 
 
