@@ -76,6 +76,7 @@ def test_reproduce_shift_tiny(fake_mnist, tmp_path, capsys) -> None:
     # single and temperature share the network, so they agree on accuracy everywhere.
     for k, i in shift.default_shifts():
         assert by[("single", k, i)]["accuracy"] == by[("temperature", k, i)]["accuracy"]
-    for name in ("shift_rotation.png", "shift_translation.png", "shift_corruptions.png", "shift.md"):
+    assert len(run["rotated_accuracy_vs_confidence"]["ensemble"]) == 20
+    for name in ("shift_confidence_vs_accuracy.png", "shift_rotation.png", "shift_translation.png", "shift_corruptions.png", "shift.md"):
         assert (out / name).stat().st_size > 0
     assert "| 180 |" in (out / "shift.md").read_text()

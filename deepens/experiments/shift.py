@@ -28,7 +28,7 @@ from deepens.data import mnist as mnist_data
 from deepens.data import shift as shift_data
 from deepens.experiments import mnist
 from deepens.io import write_json
-from deepens.metrics import shift_curve
+from deepens.metrics import accuracy_vs_confidence, shift_curve
 from deepens.models import MLP
 from deepens.plots import save
 from deepens.prediction import ClassificationPrediction
@@ -100,7 +100,8 @@ class _CachedOutputs:
 
 
 def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) -> dict[str, Any]:
-    """Train, shift, score and draw; write ``shift.json``, ``shift_run.json``, ``shift.md`` and figures."""
+    """Train, shift, score and draw; write ``shift.json`` (one record per method, shift kind and
+    intensity), ``shift_run.json`` (settings, temperature, timings, findings), ``shift.md`` and four figures."""
     say = print if echo else (lambda *a, **k: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,18 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         timings[f"shift_{method}_seconds"] = round(time.perf_counter() - begin, 2)
         say(f"scored {method} on {len(shifts)} shifts in {timings[f'shift_{method}_seconds']:.1f} s")
 
+    thresholds = np.linspace(0.0, 0.95, 20)
+    selective = {}
+    for method, predict in predictors.items():
+        correct, confidence = [], []
+        for angle in ROTATIONS:
+            prediction = predict(shift_data.rotate(x_test, angle))  # cached: the same images as scored
+            correct.append(np.asarray(prediction.label) == y_test)
+            confidence.append(np.asarray(prediction.confidence))
+        selective[method] = accuracy_vs_confidence(np.concatenate(correct), np.concatenate(confidence), thresholds)
+
     begin = time.perf_counter()
+    save(confidence_figure(selective), out / "shift_confidence_vs_accuracy.png")
     save(curves_figure(results, "rotate", "rotation (degrees)"), out / "shift_rotation.png")
     save(curves_figure(results, "translate", "translation (pixels)"), out / "shift_translation.png")
     save(corruption_boxes(results), out / "shift_corruptions.png")
@@ -161,6 +173,9 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
                  "test_rows": len(x_test), "train_images_approximate": train.approximate},
         "timings": timings,
         "findings": findings(results),
+        "rotated_accuracy_vs_confidence": {
+            "thresholds": [round(float(t), 3) for t in thresholds],
+            **{m: [None if np.isnan(a) else float(a) for a in c.accuracy] for m, c in selective.items()}},
     }
     records = [{"method": m, **r} for m, rs in results.items() for r in rs]
     write_json(out / "shift.json", records)
@@ -187,6 +202,21 @@ def curves_figure(results: dict[str, list[dict[str, Any]]], kind: str, xlabel: s
         ax.set_title(field.replace("_", " ") + (" (summed over classes)" if field == "brier" else ""))
         ax.grid(alpha=0.3)
     axes[0, 0].legend()
+    figure.tight_layout()
+    return figure
+
+
+def confidence_figure(curves: dict[str, Any]) -> Figure:
+    """Accuracy on the examples with confidence >= tau against tau, every rotation pooled (Ovadia et al.)."""
+    figure = Figure(figsize=(6.5, 4.5))
+    ax = figure.subplots()
+    for method, curve in curves.items():
+        ax.plot(curve.thresholds, np.asarray(curve.accuracy), marker="o", ms=3, label=method)
+    ax.set_xlabel("confidence threshold τ")
+    ax.set_ylabel("accuracy on examples with p(y|x) ≥ τ")
+    ax.set_title("MNIST rotated by 0..180 degrees, all angles pooled", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     figure.tight_layout()
     return figure
 
@@ -257,7 +287,8 @@ def markdown(results: dict[str, list[dict[str, Any]]], run_info: dict[str, Any])
              f"Temperature T = {run_info['temperature']:.4f} (fitted on the validation rows). Brier is summed over "
              "classes (in [0, 2]); NLL, entropy and knowledge in nats.", "",
              "![rotation](shift_rotation.png)", "", "![translation](shift_translation.png)", "",
-             "![corruptions](shift_corruptions.png)", ""]
+             "![corruptions](shift_corruptions.png)", "",
+             "![confidence vs accuracy](shift_confidence_vs_accuracy.png)", ""]
     methods = list(results)
     lines += ["| rotation | " + " | ".join(f"{m} acc / Brier / ECE / entropy" for m in methods) + " |",
               "|---|" + "---|" * len(methods)]
