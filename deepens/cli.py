@@ -393,6 +393,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     elif args.benchmark == "mnist":
         result = mnist.run(args.out, _mnist_settings(args, members=args.members, epochs=args.epochs))
         report.write(args.out, None, result)
+    elif args.benchmark == "shift":
+        from deepens.experiments import shift
+
+        base = _mnist_settings(args, members=args.members or shift.Settings.members, epochs=args.epochs)
+        shift.run(args.out, shift.Settings(**{f: getattr(base, f) for f in base.__dataclass_fields__}))
+        print(f"dataset shift: {args.out}/shift.md")
+        return 0
     else:
         report.run(args.out, _uci_settings(args, members=args.uci_members, epochs=args.uci_epochs),
                    _mnist_settings(args, members=args.mnist_members, epochs=args.mnist_epochs))
@@ -493,8 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     benchmarks = reproduce.add_subparsers(dest="benchmark", required=True)
     uci_parser = benchmarks.add_parser("uci", help="UCI regression (Table 1 and supplementary Table 2)")
     mnist_parser = benchmarks.add_parser("mnist", help="MNIST: ensemble size, FGSM, NotMNIST (Figures 2, 3, 6)")
+    shift_parser = benchmarks.add_parser(
+        "shift", help="MNIST under rotation, translation and corruptions (Ovadia et al. 2019)")
     all_parser = benchmarks.add_parser("all", help="both, and report.md")
-    for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"), (all_parser, "results")):
+    for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"),
+                             (shift_parser, "results/shift"), (all_parser, "results")):
         sub.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
         sub.add_argument("--data-dir", default=None,
                          help="data folder (default: ../shared/data beside the repository, or $DEEPENS_DATA)")
@@ -509,11 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                          help="learning-rate schedule with --learning-rate (default: constant)")
         sub.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay with --learning-rate")
-    for sub in (mnist_parser, all_parser):
+    for sub in (mnist_parser, shift_parser, all_parser):
         sub.add_argument("--train-limit", type=_positive, default=None, help="use the first N training images")
         sub.add_argument("--test-limit", type=_positive, default=None, help="use the first N images of each test set")
-    for sub, name in ((uci_parser, "uci"), (mnist_parser, "mnist")):
-        defaults = "5, 40" if name == "uci" else "10, 20"
+    for sub, name in ((uci_parser, "uci"), (mnist_parser, "mnist"), (shift_parser, "shift")):
+        defaults = {"uci": "5, 40", "mnist": "10, 20", "shift": "5, 20"}[name]
         sub.add_argument("--members", type=_positive, default=None, help=f"ensemble size (default: {defaults.split(',')[0]})")
         sub.add_argument("--epochs", type=_positive, default=None, help=f"epochs (default:{defaults.split(',')[1]})")
     mnist_parser.add_argument("--learning-rate", dest="mnist_learning_rate", type=float, default=None,

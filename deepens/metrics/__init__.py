@@ -10,7 +10,8 @@
 Families: :mod:`~deepens.metrics.regression` (NLL of the moment-matched Gaussian and of the exact
 mixture, RMSE, MAE, CRPS, coverage, PIT, calibration), :mod:`~deepens.metrics.classification` (accuracy,
 NLL, Brier in both conventions, ECE/MCE, reliability), :mod:`~deepens.metrics.ood` (AUROC, AUPR, FPR at
-95% TPR) and :mod:`~deepens.metrics.selective` (accuracy against a confidence threshold, risk-coverage).
+95% TPR), :mod:`~deepens.metrics.selective` (accuracy against a confidence threshold, risk-coverage) and
+:mod:`~deepens.metrics.shift` (every classification metric against a dataset shift).
 :func:`evaluate` scores an ensemble's prediction with every metric of its kind.
 """
 
@@ -50,6 +51,7 @@ from deepens.metrics.regression import (
     squared_error,
 )
 from deepens.metrics.selective import RiskCoverage, SelectiveCurve, accuracy_vs_confidence, aurc, risk_coverage_curve
+from deepens.metrics.shift import shift_curve
 from deepens.metrics.summary import evaluate, member_dfs, member_locs_and_scales
 
 __all__ = [
@@ -96,6 +98,7 @@ __all__ = [
     "risk_coverage_curve",
     "rmse",
     "roc_curve",
+    "shift_curve",
     "squared_error",
     "uncertainty_scores",
 ]
