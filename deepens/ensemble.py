@@ -73,6 +73,12 @@ class Ensemble:
     method: Method = DeepEnsemble()  # methods seam: how the networks hold the members (see deepens.methods)
 
     @property
+    def networks(self) -> int:
+        """Networks trained side by side (the leading axis of ``params``): M for a deep ensemble, M / k for
+        methods holding k members in one network."""
+        return int(jax.tree.leaves(self.params)[0].shape[0])
+
+    @property
     def members(self) -> int:
         return int(jax.tree.leaves(self.params)[0].shape[0]) * self.method.members_per_network
 

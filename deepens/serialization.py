@@ -25,17 +25,27 @@ from deepens.checkpoint import Checkpoint
 from deepens.ensemble import Ensemble
 from deepens.heads import HEADS, Head
 from deepens.io import FormatError
+from deepens.methods import get_method
+from deepens.methods.batchensemble import BatchEnsembleMLP
+from deepens.methods.mimo import MIMONetwork
 from deepens.models import MLP, FlaxModel, Model
 
 
-def member_template(model: Model, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """Shapes and dtypes of one member's ``(params, state)``, without computing anything."""
-    example = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
+def member_template(model: Model, input_shape: tuple[int, ...], slots: int | None = None) -> tuple[Any, Any]:
+    """Shapes and dtypes of one network's ``(params, state)``, without computing anything; ``slots``: the
+    method's slot axis (MIMO, BatchEnsemble), whose networks take ``(N, slots, ...)`` inputs."""
+    example = jax.ShapeDtypeStruct((1, *(() if slots is None else (slots,)), *input_shape), np.float32)
     return jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
 
 
 def model_config(model: Model) -> dict[str, Any]:
     """The built-in MLP's constructor fields; a ValueError for any other model."""
+    if isinstance(model, MIMONetwork):
+        return {"type": "MIMO", "members": int(model.members), "trunk": model_config(FlaxModel(model.trunk))}
+    if isinstance(model, FlaxModel) and type(model.module) is BatchEnsembleMLP:
+        m = model.module
+        return {"type": "BatchEnsembleMLP", "hidden": list(m.hidden), "outputs": m.outputs, "members": m.members,
+                "activation": m.activation}
     if isinstance(model, FlaxModel) and type(model.module) is MLP:
         m = model.module
         return {"type": "MLP", "hidden": list(m.hidden), "outputs": m.outputs, "activation": m.activation,
@@ -48,6 +58,13 @@ def model_config(model: Model) -> dict[str, Any]:
 
 
 def model_from_config(config: Mapping[str, Any]) -> Model:
+    if config.get("type") == "MIMO":
+        trunk = model_from_config(config["trunk"])
+        assert isinstance(trunk, FlaxModel) and isinstance(trunk.module, MLP)
+        return MIMONetwork(trunk.module, int(config["members"]))
+    if config.get("type") == "BatchEnsembleMLP":
+        return FlaxModel(BatchEnsembleMLP(tuple(int(w) for w in config["hidden"]), int(config["outputs"]),
+                                          int(config["members"]), str(config["activation"])))
     if config.get("type") != "MLP":
         raise FormatError(f"unknown model type {config.get('type')!r} in a saved model")
     return FlaxModel(MLP(tuple(int(w) for w in config["hidden"]), int(config["outputs"]), str(config["activation"]),
@@ -73,6 +90,8 @@ def ensemble_config(ensemble: Ensemble) -> dict[str, Any]:
         "model": model_config(ensemble.model),
         "head": head_config(ensemble.head),
         "members": ensemble.members,
+        "networks": ensemble.networks,
+        "method": ensemble.method.to_config(),
         "input_shape": list(ensemble.input_shape),
         "target_size": ensemble.target_size,
         "squeeze_target": ensemble.squeeze_target,
@@ -91,23 +110,25 @@ def placed(ensemble: Ensemble) -> Ensemble:
     (:func:`deepens.devices.place_for_prediction`), so a loaded ensemble runs the same compiled prediction
     program as the one that was saved and predicts bitwise the same numbers (another placement compiles
     differently and can change the last bit)."""
-    params, state = devices.place_for_prediction((ensemble.params, ensemble.state), ensemble.members)
+    params, state = devices.place_for_prediction((ensemble.params, ensemble.state), ensemble.networks)
     return dataclasses.replace(ensemble, params=params, state=state)
 
 
 def ensemble_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], where: str) -> Ensemble:
     model = model_from_config(config["model"])
+    method = get_method(config.get("method", "ensemble"))
     input_shape = tuple(int(d) for d in config["input_shape"])
-    members = int(config["members"])
-    params_template, state_template = member_template(model, input_shape)
-    params = io.unflatten("params", params_template, arrays, members, where)
-    state = io.unflatten("state", state_template, arrays, members, where)
+    networks = int(config.get("networks", config["members"]))  # files before MIMO: one network per member
+    params_template, state_template = member_template(model, input_shape, method.slots)
+    params = io.unflatten("params", params_template, arrays, networks, where)
+    state = io.unflatten("state", state_template, arrays, networks, where)
     used = io.leaf_names("params", params_template) | io.leaf_names("state", state_template) | {"history"}
     io.check_unused(arrays, used, where)
     return placed(Ensemble(
         model=model, head=head_from_config(config["head"]), params=params, state=state, input_shape=input_shape,
         target_size=int(config["target_size"]), squeeze_target=bool(config["squeeze_target"]),
         history=arrays["history"], member_ids=tuple(int(i) for i in config["member_ids"]), seed=int(config["seed"]),
+        method=method,
     ))
 
 
