@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deepens
-from deepens import io, losses
+from deepens import losses
 from deepens.heads import Gaussian
 
 
@@ -60,8 +60,8 @@ def test_fit_with_beta_nll_trains_and_saves_beta(tmp_path):
     history = np.asarray(ensemble.history)
     assert np.all(np.isfinite(history))
     assert history[-1].mean() < history[0].mean()
-    path = ensemble.save(tmp_path / "model")
-    loaded = io.load(path)
+    path = deepens.save(ensemble, tmp_path / "model")
+    loaded = deepens.load(path)
     assert loaded.head == Gaussian(beta=0.25)
     np.testing.assert_allclose(loaded.predict(x).mean, ensemble.predict(x).mean, rtol=1e-6)
     default = deepens.fit(x, y, loss="beta_nll", hidden=(8,), members=1, epochs=2, progress=False)

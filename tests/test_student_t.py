@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import deepens
-from deepens import io, metrics, mixture
+from deepens import metrics, mixture
 from deepens.heads import StudentT, get_head
 from deepens.metrics import regression
 from deepens.metrics import student_t as t_metrics
@@ -113,7 +113,7 @@ def test_fit_predict_evaluate(fitted):
 
 def test_save_load_identical(fitted, tmp_path):
     x, _, ensemble = fitted
-    loaded = io.load(ensemble.save(tmp_path / "t"))
+    loaded = deepens.load(deepens.save(ensemble, tmp_path / "t"))
     assert loaded.head == StudentT()
     a, b = ensemble.predict(x), loaded.predict(x)
     np.testing.assert_array_equal(a.member_outputs, b.member_outputs)
