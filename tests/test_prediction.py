@@ -54,7 +54,8 @@ def test_prediction_in_chunks(small_regression_ensemble, monkeypatch):
     x = np.linspace(-6, 6, 100, dtype=np.float32)[:, None]
     whole = np.asarray(small_regression_ensemble.predict(x).mean)
     monkeypatch.setattr(module, "PREDICT_CHUNK", 16)
-    np.testing.assert_allclose(np.asarray(small_regression_ensemble.predict(x).mean), whole, rtol=1e-6, atol=1e-6)  # other padded shapes round differently in float32
+    # Other padded shapes compile to other programs, which round differently in float32.
+    np.testing.assert_allclose(np.asarray(small_regression_ensemble.predict(x).mean), whole, rtol=1e-6, atol=1e-6)
 
 
 def test_classification_prediction(small_classifier, spiral_data):
