@@ -1,8 +1,14 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 import deepens
 from deepens.data import toy
+
+# The estimators and the CLI use a persistent compilation cache; the tests keep theirs out of ~/.cache.
+os.environ.setdefault("DEEPENS_CACHE_DIR", tempfile.mkdtemp(prefix="deepens-test-cache-"))
 
 
 @pytest.fixture(scope="session")
