@@ -2,6 +2,9 @@
 so the sharding tests in test_devices.py run on every machine (they fail, never skip, without them).
 Through jax.config, not the environment: the fresh processes some tests start choose their own count."""
 
+import os
+import tempfile
+
 import jax
 
 jax.config.update("jax_num_cpu_devices", 2)
@@ -11,6 +14,9 @@ import pytest
 
 import deepens
 from deepens.data import toy
+
+# The estimators and the CLI use a persistent compilation cache; the tests keep theirs out of ~/.cache.
+os.environ.setdefault("DEEPENS_CACHE_DIR", tempfile.mkdtemp(prefix="deepens-test-cache-"))
 
 
 @pytest.fixture(scope="session")
