@@ -145,3 +145,12 @@ def test_estimator_and_cli(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 60 and np.all(table["lower_90"] < table["upper_90"])
     assert cli.main([str(a) for a in ["evaluate", tmp_path / "cli_model", tmp_path / "t.csv"]]) == 0
+
+
+def test_vat_training_with_the_approximate_kl():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(32, 2)).astype(np.float32)
+    y = x[:, :1] + 0.1
+    ensemble = deepens.fit(x, y, head="student_t", adversarial="vat", hidden=(8,), members=2, epochs=3,
+                           progress=False)
+    assert np.all(np.isfinite(np.asarray(ensemble.history)))
