@@ -82,7 +82,7 @@ def make_optimizer(
 
 # Heads whose NLL divides by a learned scale: a member that shrinks its scale gets gradients that grow
 # without bound and can blow up in one Adam step, so "auto" clips them (issue 9).
-CLIPPED_HEADS = frozenset({"gaussian", "laplace"})
+CLIPPED_HEADS = frozenset({"gaussian", "laplace", "student_t"})
 AUTO_CLIP_NORM = 1.0
 
 
