@@ -228,7 +228,8 @@ def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["epoch-000004"]  # older ones are removed
     latest = io.latest_checkpoint(tmp_path / "ckpt")
     model = uninterrupted.model
-    checkpoint, info = serialization.load_checkpoint(latest, model, deepens.train.make_optimizer(0.01, 0.0), (3,))
+    optimizer = deepens.train.make_optimizer(0.01, 0.0, 1.0)  # fit clips Gaussian heads at norm 1
+    checkpoint, info = serialization.load_checkpoint(latest, model, optimizer, (3,))
     assert info == {"run": "a"} and checkpoint.epoch == 4
     resumed = deepens.fit(x, y, resume=checkpoint, **settings)
     for a, b in zip(_leaves(uninterrupted.params), _leaves(resumed.params), strict=True):
@@ -236,7 +237,7 @@ def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data
     np.testing.assert_array_equal(uninterrupted.history, resumed.history)
     # A checkpoint read with another model is refused, not misread.
     with pytest.raises(FormatError, match="expected"):
-        serialization.load_checkpoint(latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0), (3,))
+        serialization.load_checkpoint(latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0, 1.0), (3,))
 
 
 def test_estimator_checkpoints_resume_and_refuse_another_run(tmp_path, data):
