@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens.methods.base import Method, register_method
+from deepens.methods.base import register_method
 from deepens.methods.ensemble import permutation_order
-from deepens.methods.mimo import _check_members, slotted_member_outputs, widenable_mlp
+from deepens.methods.mimo import SlottedMethod, widenable_mlp
 from deepens.models import ACTIVATIONS, FlaxModel, Model
 
 
@@ -92,22 +92,10 @@ class BatchEnsembleMLP(nn.Module):
 
 @register_method
 @dataclasses.dataclass(frozen=True)
-class BatchEnsemble(Method):
+class BatchEnsemble(SlottedMethod):
     """BatchEnsemble with ``members`` members per network (``k >= 1``)."""
 
     name = "batchensemble"
-    members: int = 1
-
-    def __post_init__(self) -> None:
-        _check_members(self.name, self.members)
-
-    @property
-    def members_per_network(self) -> int:
-        return int(self.members)
-
-    @property
-    def slots(self) -> int | None:
-        return int(self.members)
 
     def build(self, model: Model, *, input_shape: tuple[int, ...], outputs: int) -> Model:
         mlp = widenable_mlp(self.name, model, input_shape, outputs)
@@ -126,5 +114,3 @@ class BatchEnsemble(Method):
         """The mean of the members' losses, ``(B, k) -> (B,)``."""
         return jnp.mean(per_example, axis=-1)
 
-    def member_outputs(self, model: Model, params: Any, state: Any, x: Array) -> Array:
-        return slotted_member_outputs(model, int(self.members), params, state, x)

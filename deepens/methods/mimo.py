@@ -90,9 +90,31 @@ def slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Arr
     return jnp.swapaxes(outputs, 1, 2).reshape(g * k, n, outputs.shape[-1])
 
 
+@dataclasses.dataclass(frozen=True)
+class SlottedMethod(Method):
+    """What MIMO and BatchEnsemble share: ``members`` (``k >= 1``) members in one network, a slot axis of
+    length ``k`` in every batch, and prediction with the input tiled into every slot."""
+
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        _check_members(self.name, self.members)
+
+    @property
+    def members_per_network(self) -> int:
+        return int(self.members)
+
+    @property
+    def slots(self) -> int | None:
+        return int(self.members)
+
+    def member_outputs(self, model: Model, params: Any, state: Any, x: Array) -> Array:
+        return slotted_member_outputs(model, int(self.members), params, state, x)
+
+
 @register_method
 @dataclasses.dataclass(frozen=True)
-class MIMO(Method):
+class MIMO(SlottedMethod):
     """MIMO with ``members`` subnetworks per network.
 
     Attributes:
@@ -102,26 +124,17 @@ class MIMO(Method):
     """
 
     name = "mimo"
-    members: int = 1
     input_repetition: float = 0.0
     batch_repetition: int = 1
 
     def __post_init__(self) -> None:
-        _check_members(self.name, self.members)
+        super().__post_init__()
         rho = self.input_repetition
         if isinstance(rho, bool) or not isinstance(rho, (int, float, np.number)) or not 0.0 <= float(rho) <= 1.0:
             raise ValueError(f"mimo: input_repetition must be a number in [0, 1], got {rho!r}")
         b = self.batch_repetition
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
             raise ValueError(f"mimo: batch_repetition must be an integer >= 1, got {b!r}")
-
-    @property
-    def members_per_network(self) -> int:
-        return int(self.members)
-
-    @property
-    def slots(self) -> int | None:
-        return int(self.members)
 
     def build(self, model: Model, *, input_shape: tuple[int, ...], outputs: int) -> Model:
         mlp = widenable_mlp(self.name, model, input_shape, outputs)
@@ -162,5 +175,3 @@ class MIMO(Method):
         """The sum of the subnetworks' losses, ``(B, k) -> (B,)``."""
         return jnp.sum(per_example, axis=-1)
 
-    def member_outputs(self, model: Model, params: Any, state: Any, x: Array) -> Array:
-        return slotted_member_outputs(model, int(self.members), params, state, x)
