@@ -30,11 +30,12 @@ LAYERS: list[list[str]] = [
     ["methods", "methods.*"],
     ["ensemble"],
     ["checkpoint", "config"],
+    ["program"],
     ["train"],
     ["serialization"],
     ["sklearn", "estimators", "estimators.*"],
     ["plots"],
-    ["experiments", "experiments.*", "cli", "__init__", "__main__"],
+    ["experiments", "experiments.*", "cli", "cli.*", "__init__", "__main__"],
 ]
 
 

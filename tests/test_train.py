@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import deepens
+from deepens import program as program_module
 from deepens import train
 from deepens.models import MLP, as_model
 
@@ -210,8 +211,8 @@ def test_model_output_width_must_fit_the_head(regression_data):
 def test_compiled_program_is_reused_across_fits(regression_data, monkeypatch):
     x, y = regression_data
     compiled = []
-    original = train._compiled
-    monkeypatch.setattr(train, "_compiled", lambda *args: compiled.append(1) or original(*args))
+    original = program_module._compiled
+    monkeypatch.setattr(program_module, "_compiled", lambda *args: compiled.append(1) or original(*args))
     deepens.fit(x, y, members=2, seed=21, **{**COMMON, "hidden": (7,)})
     assert len(compiled) == 1
     again = deepens.fit(x, y, members=2, seed=22, **{**COMMON, "hidden": (7,)})
