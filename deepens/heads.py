@@ -117,6 +117,18 @@ class _LocationScale(Head):
         """Elementwise quantile at probability ``p`` in (0, 1), ``(..., T)``."""
         raise NotImplementedError
 
+    def survival(self, outputs: Array, y: Array) -> Array:
+        """Elementwise ``P(Y > y) = 1 - cdf``, ``(..., T)``, without the cancellation of ``1 - cdf``.
+        The families are symmetric about ``loc``, so this is the CDF reflected about it."""
+        loc = self.mean(outputs)
+        return self.cdf(outputs, 2.0 * loc - y)
+
+    def upper_quantile(self, outputs: Array, q: Array | float) -> Array:
+        """Elementwise ``y`` with ``P(Y > y) = q`` (the quantile at ``1 - q``), ``(..., T)``. Taking the
+        upper-tail probability itself keeps small ``q`` exact where ``1 - q`` would round to 1."""
+        loc = self.mean(outputs)
+        return 2.0 * loc - self.quantile(outputs, q)
+
 
 @dataclasses.dataclass(frozen=True)
 class Gaussian(_LocationScale):
@@ -190,8 +202,12 @@ class Laplace(_LocationScale):
 
     def quantile(self, outputs: Array, p: Array | float) -> Array:
         loc, scale = self.split(outputs)
-        centred = jnp.asarray(p, loc.dtype) - 0.5
-        return loc - scale * jnp.sign(centred) * jnp.log1p(-2.0 * jnp.abs(centred))
+        p = jnp.asarray(p, loc.dtype)
+        # Split at 1/2 rather than forming p - 1/2, which loses the low bits of a small p (issue 14).
+        # Each branch sees a clamped argument so the other side's logarithm stays finite.
+        lower = jnp.log(2.0 * jnp.minimum(p, 0.5))
+        upper = -jnp.log(2.0 - 2.0 * jnp.maximum(p, 0.5))
+        return loc + scale * jnp.where(p < 0.5, lower, upper)
 
     def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
         loc_p, b_p = self.split(outputs_p)
@@ -294,6 +310,16 @@ class StudentT(Head):
         low, high = jax.lax.fori_loop(0, iterations, halve, (-bound, bound))
         return loc + scale * 0.5 * (low + high)
 
+    def survival(self, outputs: Array, y: Array) -> Array:
+        """Elementwise ``P(Y > y)``: the CDF reflected about ``loc`` (the distribution is symmetric)."""
+        loc, scale, df = self.split(outputs)
+        return _student_t_cdf((loc - y) / scale, df)
+
+    def upper_quantile(self, outputs: Array, q: Array | float) -> Array:
+        """Elementwise ``y`` with ``P(Y > y) = q``, ``(..., T)``, by symmetry about ``loc``."""
+        loc = self.split(outputs)[0]
+        return 2.0 * loc - self.quantile(outputs, q)
+
     def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
         """Approximate KL(p || q): that of the moment-matched Gaussians (no closed form exists)."""
         loc_p, var_p = self.mean(outputs_p), self.variance(outputs_p)
@@ -337,6 +363,12 @@ class Point(Head):
         return (y >= outputs).astype(outputs.dtype)
 
     def quantile(self, outputs: Array, p: Array | float) -> Array:
+        return outputs
+
+    def survival(self, outputs: Array, y: Array) -> Array:
+        return (y < outputs).astype(outputs.dtype)
+
+    def upper_quantile(self, outputs: Array, q: Array | float) -> Array:
         return outputs
 
     def kl(self, outputs_p: Array, outputs_q: Array) -> Array:

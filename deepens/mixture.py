@@ -6,9 +6,11 @@ All functions take member quantities stacked on a leading axis of length ``M``.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from deepens.heads import Head
@@ -40,6 +42,21 @@ def mixture_cdf(head: Head, member_outputs: Array, y: Array) -> Array:
     return jnp.mean(head.cdf(member_outputs, y[None]), axis=0)
 
 
+def _bisect(member_q: Array, below: Callable[[Array], Array], iterations: int) -> Array:
+    """Bisection between the smallest and the largest member quantile; ``below(y)`` is True where the
+    answer lies above ``y``."""
+    low, high = jnp.min(member_q, axis=0), jnp.max(member_q, axis=0)
+
+    def halve(_, bracket):
+        low, high = bracket
+        middle = 0.5 * (low + high)
+        go_up = below(middle)
+        return jnp.where(go_up, middle, low), jnp.where(go_up, high, middle)
+
+    low, high = jax.lax.fori_loop(0, iterations, halve, (low, high))
+    return 0.5 * (low + high)
+
+
 def mixture_quantile(head: Head, member_outputs: Array, p: float | Array, *, iterations: int = 60) -> Array:
     """Quantile of the mixture at probability ``p`` in (0, 1), by bisection on its CDF.
 
@@ -52,25 +69,30 @@ def mixture_quantile(head: Head, member_outputs: Array, p: float | Array, *, ite
       ``(..., T)``.
     """
     member_q = head.quantile(member_outputs, p)
-    low, high = jnp.min(member_q, axis=0), jnp.max(member_q, axis=0)
+    return _bisect(member_q, lambda y: mixture_cdf(head, member_outputs, y) < p, iterations)
 
-    def halve(_, bracket):
-        low, high = bracket
-        middle = 0.5 * (low + high)
-        below = mixture_cdf(head, member_outputs, middle) < p
-        return jnp.where(below, middle, low), jnp.where(below, high, middle)
 
-    low, high = jax.lax.fori_loop(0, iterations, halve, (low, high))
-    return 0.5 * (low + high)
+def mixture_upper_quantile(head: Head, member_outputs: Array, q: float | Array, *, iterations: int = 60) -> Array:
+    """The ``y`` where the mixture's upper tail ``P(Y > y)`` is ``q`` in (0, 1): the quantile at ``1 - q``,
+    found on the survival function so that a small ``q`` stays exact (``1 - q`` rounds to 1 in float32
+    for ``q`` below 6e-8). Same bracket as :func:`mixture_quantile`. Returns ``(..., T)``."""
+    member_q = head.upper_quantile(member_outputs, q)
+    survival = lambda y: jnp.mean(head.survival(member_outputs, y[None]), axis=0)  # noqa: E731
+    return _bisect(member_q, lambda y: survival(y) > q, iterations)
 
 
 def mixture_interval(head: Head, member_outputs: Array, level: float) -> tuple[Array, Array]:
-    """Central prediction interval holding probability ``level`` under the mixture: the quantiles at
-    ``(1 - level) / 2`` and ``(1 + level) / 2``. Returns ``(lower, upper)``, each ``(..., T)``."""
+    """Central prediction interval holding probability ``level`` under the mixture: ``(1 - level) / 2``
+    of the mass below ``lower`` and as much above ``upper``. Both tails are computed from that small
+    probability, never from ``(1 + level) / 2``, which rounds to 1 in float32 for levels within 6e-8 of 1.
+    Returns ``(lower, upper)``, each ``(..., T)``."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval level must be in (0, 1), got {level}")
     tail = 0.5 * (1.0 - level)
+    if not float(np.asarray(tail, member_outputs.dtype)) > 0.0:
+        raise ValueError(f"interval level {level} leaves a tail probability {tail} that {member_outputs.dtype} "
+                         "cannot represent")
     return (
         mixture_quantile(head, member_outputs, tail),
-        mixture_quantile(head, member_outputs, 1.0 - tail),
+        mixture_upper_quantile(head, member_outputs, tail),
     )
