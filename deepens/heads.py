@@ -350,6 +350,10 @@ class Point(Head):
             return lambda outputs, y: jnp.sum(losses.absolute_error(outputs, y), axis=-1)
         raise ValueError(f"point head is trained with loss 'mse' or 'l1', got {name!r}")
 
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        """Elementwise log-density of a point mass: ``+inf`` at the prediction, ``-inf`` elsewhere."""
+        return jnp.where(outputs == y, jnp.inf, -jnp.inf)
+
     def nll(self, outputs: Array, y: Array) -> Array:
         return jnp.where(jnp.all(outputs == y, axis=-1), -jnp.inf, jnp.inf)
 

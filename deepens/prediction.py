@@ -88,18 +88,31 @@ class RegressionPrediction:
     def std(self) -> Array:
         return jnp.sqrt(self.variance)
 
-    def log_prob(self, y: Array) -> Array:
-        """Exact log-density of the mixture at ``y`` (summed over targets), ``(N,)``."""
-        y = self._targets(y)
-        member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, (self.members, *y.shape)))
-        return mixture.mixture_log_prob(member_log_probs)
+    def log_prob(self, y: Array, *, joint: bool = True) -> Array:
+        """Exact log-density of the mixture at ``y``.
 
-    def nll(self, y: Array) -> Array:
-        """Per-example negative log-likelihood under the exact mixture, ``(N,)``."""
-        return -self.log_prob(y)
+        Args:
+          y: ``(N[, T])`` targets.
+          joint: ``True`` (default): the density of the whole target vector under the ensemble,
+            ``log mean_m prod_t p_m(y_t)``, ``(N,)`` (each member is a product over targets; what TFP's
+            ``MixtureSameFamily`` of ``Independent`` gives). ``False``: each target's marginal mixture,
+            ``log mean_m p_m(y_t)``, ``(N[, T])``, the quantity :func:`deepens.metrics.mixture_nll` and
+            :func:`deepens.metrics.evaluate` (``nll_mixture``) score. The two agree for one target.
+        """
+        y = self._targets(y)
+        member_y = jnp.broadcast_to(y, (self.members, *y.shape))
+        if joint:
+            return mixture.mixture_log_prob(-self.head.nll(self.member_outputs, member_y))
+        return self._shape(mixture.mixture_log_prob(self.head.log_prob(self.member_outputs, member_y)))
+
+    def nll(self, y: Array, *, joint: bool = True) -> Array:
+        """Negative log-likelihood under the exact mixture: ``-log_prob(y, joint=joint)``; ``(N,)`` when
+        ``joint`` (summed over targets inside each member), ``(N[, T])`` per-target marginals otherwise."""
+        return -self.log_prob(y, joint=joint)
 
     def gaussian_nll(self, y: Array) -> Array:
-        """Per-example NLL of the moment-matched Gaussian (the paper's evaluation), ``(N,)``."""
+        """Per-example NLL of the moment-matched Gaussian (the paper's evaluation), summed over targets,
+        ``(N,)``; :func:`deepens.metrics.evaluate`'s ``nll`` is its mean over examples *and* targets."""
         y = self._targets(y)
         per_target = losses.gaussian_nll(self.mean.reshape(y.shape), self.std.reshape(y.shape), y)
         return jnp.sum(per_target, axis=-1)

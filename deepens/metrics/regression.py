@@ -116,20 +116,24 @@ def _member_log_density(family: str, y: np.ndarray, locs: np.ndarray, scales: np
 
 
 def mixture_nll(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
-                member_dfs: Any = None) -> np.ndarray:
-    """Negative log-density of ``y`` under the exact uniform mixture of the members, elementwise, in nats:
-    ``-(logsumexp_m log p_m(y) - log M)``.
+                member_dfs: Any = None, joint: bool = False) -> np.ndarray:
+    """Negative log-density of ``y`` under the exact uniform mixture of the members, in nats.
 
     Args:
       y: ``(N,)`` or ``(N, T)``.
       member_locs, member_scales: ``(M,) + y.shape``; scales are standard deviations (``gaussian``) or
         ``b`` (``laplace``), all > 0.
-    Returns:
-      The shape of ``y`` (for several targets, each target's marginal mixture).
+      joint: ``False`` (default): each target's *marginal* mixture, ``-(logsumexp_m log p_m(y_t) - log M)``,
+        elementwise, the shape of ``y`` (what :func:`regression_summary`'s ``nll_mixture`` averages).
+        ``True``: the *joint* density of each row of a 2-D ``y`` (members independent across targets),
+        ``-(logsumexp_m sum_t log p_m(y_t) - log M)``, ``(N,)``; what
+        :meth:`deepens.prediction.RegressionPrediction.nll` returns by default. Equal for one target.
     """
     y, locs, scales = _members("mixture_nll", y, member_locs, member_scales, family)
     dfs = _dfs("mixture_nll", family, member_dfs, locs)
     log_p = _member_log_density(family, y[None], locs, scales, dfs)
+    if joint and y.ndim > 1:
+        log_p = np.sum(log_p, axis=-1)
     return -(logsumexp(log_p, axis=0) - math.log(locs.shape[0]))
 
 
@@ -378,9 +382,13 @@ def regression_summary(
 ) -> dict[str, float]:
     """Every regression metric of an ensemble at once, as plain floats (means over examples and targets).
 
-    Keys: ``nll`` (moment-matched Gaussian, the paper's evaluation), ``nll_mixture`` (exact mixture),
+    Keys: ``nll`` (moment-matched Gaussian, the paper's evaluation), ``nll_mixture`` (exact mixture; for
+    several targets each target's marginal mixture, see :func:`mixture_nll`'s ``joint``),
     ``rmse``, ``mae``, ``crps`` (exact mixture), ``coverage_<level>`` (central intervals of the exact
-    mixture), ``miscalibration_area`` (quantile calibration of the exact mixture).
+    mixture), ``miscalibration_area`` (quantile calibration of the exact mixture); for a 2-D ``y`` with
+    several targets also ``nll_mixture_joint``, the mean over examples of the joint mixture NLL of each
+    row (summed over targets, as ``RegressionPrediction.nll`` gives it). All other keys are means over
+    examples *and* targets.
 
     Args:
       member_locs, member_scales: ``(M,) + y.shape``; Gaussian scales may be 0 (members trained on MSE),
@@ -406,6 +414,8 @@ def regression_summary(
     if np.all(scales > 0):
         u = mixture_cdf(y, locs, scales, **by_family)
         summary["nll_mixture"] = float(np.mean(mixture_nll(y, locs, scales, **by_family)))
+        if y.ndim > 1 and y.shape[-1] > 1:
+            summary["nll_mixture_joint"] = float(np.mean(mixture_nll(y, locs, scales, **by_family, joint=True)))
         coverage = central_coverage(u, levels)
         summary["miscalibration_area"] = miscalibration_area(u)
     else:

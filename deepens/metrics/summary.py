@@ -58,7 +58,9 @@ def evaluate(
       bins: calibration bins (classification).
     Returns:
       :func:`~deepens.metrics.regression.regression_summary` or
-      :func:`~deepens.metrics.classification.classification_summary`.
+      :func:`~deepens.metrics.classification.classification_summary`. For several targets,
+      ``nll_mixture`` is the mean of ``prediction.nll(y, joint=False)`` (per-target marginals) and
+      ``nll_mixture_joint`` that of ``prediction.nll(y)`` (the joint density of each row).
     """
     if hasattr(prediction, "probs"):
         labels = np.asarray(y)
