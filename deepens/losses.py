@@ -109,7 +109,7 @@ def brier_score(logits: ArrayLike, labels: ArrayLike) -> Array:
     """Brier score summed over classes: ``sum_k (softmax(logits)_k - onehot(label)_k)^2``, in [0, 2].
 
     The paper reports this divided by the number of classes K; see
-    :func:`deepens.metrics.brier_score_per_class` for that convention.
+    :func:`deepens.metrics.brier_per_class` for that convention.
 
     Args:
       logits: ``(..., K)``.

@@ -10,6 +10,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from deepens import losses, mixture
@@ -172,11 +173,29 @@ class ClassificationPrediction:
         """Total, data and knowledge uncertainty in nats, each ``(N,)``."""
         return categorical_uncertainty(self.member_probs)
 
+    def _labels(self, y: Array) -> Array:
+        """``y`` as ``(N,)`` integer class indices in ``[0, K)``; a ValueError otherwise (a label of -1
+        would index the last class, one of ``K`` or more give NaN, 0.7 would be read as class 0)."""
+        n, k = self.member_outputs.shape[1:]
+        if isinstance(y, jax.core.Tracer):  # inside a transformation only the shape can be checked
+            if y.shape != (n,):
+                raise ValueError(f"y has shape {y.shape} but the prediction is for {n} labels")
+            return y
+        labels = np.asarray(y)
+        if labels.shape != (n,):
+            raise ValueError(f"y has shape {labels.shape} but the prediction is for {n} labels")
+        if labels.dtype == bool or not np.issubdtype(labels.dtype, np.number):
+            raise ValueError(f"y must hold integer class labels, got dtype {labels.dtype}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                raise ValueError("y must hold integer class labels, got non-integer values")
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"y must hold class labels in [0, {k}), got values in [{labels.min()}, {labels.max()}]")
+        return jnp.asarray(labels.astype(np.int32))
+
     def log_prob(self, y: Array) -> Array:
         """``log mean_m p_m(y)`` per example, from log-softmax for accuracy, ``(N,)``."""
-        y = jnp.asarray(y)
-        if y.shape != self.member_outputs.shape[1:2]:
-            raise ValueError(f"y has shape {y.shape} but the prediction is for {self.member_outputs.shape[1]} labels")
+        y = self._labels(y)
         member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, self.member_outputs.shape[:2]))
         return mixture.mixture_log_prob(member_log_probs)
 

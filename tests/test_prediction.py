@@ -123,3 +123,30 @@ def test_joint_and_marginal_log_densities_of_several_targets(head_name):
     assert summary["nll_mixture"] == pytest.approx(float(np.mean(p.nll(y, joint=False))), rel=1e-5)
     assert summary["nll_mixture_joint"] == pytest.approx(float(np.mean(-joint)), rel=1e-5)
     assert summary["nll_mixture_joint"] == pytest.approx(float(np.mean(p.nll(y))), rel=1e-5)
+
+
+@pytest.mark.parametrize("labels, message", [([-1, 0, 1], r"in \[0, 3\)"), ([7, 0, 1], r"in \[0, 3\)"),
+                                             ([0.7, 0, 1], "integer"), ([0, 1], "shape"), (["a", "b", "c"], "integer")])
+def test_classification_nll_refuses_labels_outside_the_classes(labels, message):
+    """Issue 14: label -1 was read as class K-1, 7 of K = 3 gave NaN, 0.7 was read as class 0."""
+    from deepens.prediction import ClassificationPrediction
+
+    p = ClassificationPrediction(np.zeros((2, 3, 3), np.float32))
+    np.testing.assert_allclose(p.nll(np.array([0, 2, 1])), np.log(3), rtol=1e-6)
+    np.testing.assert_allclose(p.nll(np.array([0.0, 2.0, 1.0])), np.log(3), rtol=1e-6)
+    with pytest.raises(ValueError, match=message):
+        p.nll(np.array(labels))
+
+
+@pytest.mark.parametrize("squeeze, shape", [(True, (4, 2)), (True, (1,)), (True, (4, 4)), (False, (4, 3)),
+                                            (False, (4, 1)), (False, (4,)), (False, (1, 2))])
+def test_regression_scores_refuse_targets_of_another_width(squeeze, shape):
+    """Issue 14: a too-wide y must not be scored on its column 0, nor a too-narrow one broadcast."""
+    from deepens.heads import Gaussian
+    from deepens.prediction import RegressionPrediction
+
+    width = 1 if squeeze else 2
+    p = RegressionPrediction(Gaussian(), np.zeros((2, 4, 2 * width), np.float32), squeeze)
+    for score in (p.nll, p.cdf, p.log_prob, p.gaussian_nll):
+        with pytest.raises(ValueError, match=r"y has shape \(" + ", ".join(map(str, shape))):
+            score(np.zeros(shape, np.float32))
