@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens import losses, mixture
+from deepens import distributions, mixture
+from deepens.distributions import Distribution
 from deepens.heads import Categorical, Head
 from deepens.uncertainty import (
     CategoricalUncertainty,
@@ -24,9 +25,9 @@ from deepens.uncertainty import (
 )
 
 
-@functools.partial(jax.jit, static_argnames=("head", "level"))
-def _interval(head: Head, member_outputs: Array, level: float) -> tuple[Array, Array]:
-    return mixture.mixture_interval(head, member_outputs, level)
+@functools.partial(jax.jit, static_argnames=("level",))
+def _interval(distribution: mixture.UniformMixture, level: float) -> tuple[Array, Array]:
+    return distribution.interval(level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +45,16 @@ class RegressionPrediction:
     member_outputs: Array
     squeeze: bool = False
 
-    def _shape(self, a: Array) -> Array:
-        return a[..., 0] if self.squeeze else a
-
     def _targets(self, y: Array) -> Array:
-        """``y`` as ``(N, T)``, checked against the prediction's shape."""
+        """``y`` in the prediction's per-target shape ``(N[, T])``, checked against it (for a squeezed
+        prediction ``(N, 1)`` is accepted too)."""
         y = jnp.asarray(y, self.member_outputs.dtype)
-        y = y[..., None] if self.squeeze and y.ndim == 1 else y
-        expected = self.member_means.shape[1:] + ((1,) if self.squeeze else ())
+        expected = self.member_means.shape[1:]
+        if self.squeeze and y.shape == expected + (1,):
+            y = y[..., 0]
         if y.shape != expected:
-            raise ValueError(f"y has shape {y.shape} but the prediction is for targets of shape {expected}")
+            shown = expected + ((1,) if self.squeeze else ())
+            raise ValueError(f"y has shape {y.shape} but the prediction is for targets of shape {shown}")
         return y
 
     @property
@@ -61,14 +62,25 @@ class RegressionPrediction:
         return self.member_outputs.shape[0]
 
     @functools.cached_property
+    def member_distribution(self) -> Distribution:
+        """The members' distributions, parameters ``(M, N[, T])``: split and softplus happen here, once."""
+        members = self.head.distribution(self.member_outputs)
+        return jax.tree_util.tree_map(lambda a: a[..., 0], members) if self.squeeze else members
+
+    @functools.cached_property
+    def distribution(self) -> mixture.UniformMixture:
+        """The ensemble's predictive distribution: the uniform mixture of the members, ``(N[, T])``."""
+        return mixture.UniformMixture(self.member_distribution)
+
+    @functools.cached_property
     def member_means(self) -> Array:
         """``(M, N[, T])``."""
-        return self._shape(self.head.mean(self.member_outputs))
+        return self.member_distribution.mean
 
     @functools.cached_property
     def member_variances(self) -> Array:
         """``(M, N[, T])``; zero for a point head."""
-        return self._shape(self.head.variance(self.member_outputs))
+        return self.member_distribution.variance
 
     @functools.cached_property
     def uncertainty(self) -> VarianceUncertainty:
@@ -78,12 +90,12 @@ class RegressionPrediction:
     @property
     def mean(self) -> Array:
         """Mixture mean ``(N[, T])``."""
-        return jnp.mean(self.member_means, axis=0)
+        return self.distribution.mean
 
     @property
     def variance(self) -> Array:
         """Moment-matched mixture variance ``(N[, T])``."""
-        return self.uncertainty.total
+        return self.distribution.variance
 
     @property
     def std(self) -> Array:
@@ -101,10 +113,7 @@ class RegressionPrediction:
             :func:`deepens.metrics.evaluate` (``nll_mixture``) score. The two agree for one target.
         """
         y = self._targets(y)
-        member_y = jnp.broadcast_to(y, (self.members, *y.shape))
-        if joint:
-            return mixture.mixture_log_prob(-self.head.nll(self.member_outputs, member_y))
-        return self._shape(mixture.mixture_log_prob(self.head.log_prob(self.member_outputs, member_y)))
+        return self.distribution.log_prob(y, joint=joint and not self.squeeze)
 
     def nll(self, y: Array, *, joint: bool = True) -> Array:
         """Negative log-likelihood under the exact mixture: ``-log_prob(y, joint=joint)``; ``(N,)`` when
@@ -114,18 +123,16 @@ class RegressionPrediction:
     def gaussian_nll(self, y: Array) -> Array:
         """Per-example NLL of the moment-matched Gaussian (the paper's evaluation), summed over targets,
         ``(N,)``; :func:`deepens.metrics.evaluate`'s ``nll`` is its mean over examples *and* targets."""
-        y = self._targets(y)
-        per_target = losses.gaussian_nll(self.mean.reshape(y.shape), self.std.reshape(y.shape), y)
-        return jnp.sum(per_target, axis=-1)
+        per_target = -distributions.Normal(self.mean, self.std).log_prob(self._targets(y))
+        return per_target if self.squeeze else jnp.sum(per_target, axis=-1)
 
     def cdf(self, y: Array) -> Array:
         """Mixture CDF at ``y``, ``(N[, T])`` (probability integral transform values)."""
-        return self._shape(mixture.mixture_cdf(self.head, self.member_outputs, self._targets(y)))
+        return self.distribution.cdf(self._targets(y))
 
     def interval(self, level: float = 0.95) -> tuple[Array, Array]:
         """Central interval holding probability ``level`` under the mixture: ``(lower, upper)``."""
-        lower, upper = _interval(self.head, self.member_outputs, float(level))
-        return self._shape(lower), self._shape(upper)
+        return _interval(self.distribution, float(level))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +151,19 @@ class ClassificationPrediction:
         return self.member_outputs.shape[0]
 
     @functools.cached_property
+    def member_distribution(self) -> Distribution:
+        """The members' categorical distributions, logits ``(M, N, K)``."""
+        return self.head.distribution(self.member_outputs)
+
+    @functools.cached_property
+    def distribution(self) -> mixture.UniformMixture:
+        """The ensemble's predictive distribution: the uniform mixture of the members."""
+        return mixture.UniformMixture(self.member_distribution)
+
+    @functools.cached_property
     def member_probs(self) -> Array:
         """``(M, N, K)``."""
-        return jax.nn.softmax(self.member_outputs, axis=-1)
+        return self.member_distribution.probs
 
     @functools.cached_property
     def probs(self) -> Array:
@@ -195,9 +212,7 @@ class ClassificationPrediction:
 
     def log_prob(self, y: Array) -> Array:
         """``log mean_m p_m(y)`` per example, from log-softmax for accuracy, ``(N,)``."""
-        y = self._labels(y)
-        member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, self.member_outputs.shape[:2]))
-        return mixture.mixture_log_prob(member_log_probs)
+        return self.distribution.log_prob(self._labels(y))
 
     def nll(self, y: Array) -> Array:
         return -self.log_prob(y)
