@@ -116,8 +116,8 @@ def test_joint_and_marginal_log_densities_of_several_targets(head_name):
     np.testing.assert_allclose(p.nll(y, joint=True), -joint, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(p.log_prob(y, joint=False), marginal, rtol=1e-5, atol=1e-5)
     family = {"family": head_name}
-    np.testing.assert_allclose(metrics.mixture_nll(y, loc, scale, **family), -marginal, rtol=1e-10)
-    np.testing.assert_allclose(metrics.mixture_nll(y, loc, scale, **family, joint=True), -joint, rtol=1e-10)
+    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family), -marginal, rtol=1e-10)
+    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family, joint=True), -joint, rtol=1e-10)
     summary = metrics.evaluate(p, y)
     assert summary["nll_mixture"] == pytest.approx(float(np.mean(-marginal)), rel=1e-5)
     assert summary["nll_mixture"] == pytest.approx(float(np.mean(p.nll(y, joint=False))), rel=1e-5)

@@ -32,7 +32,7 @@ def accuracy(labels: Any, probs: Any) -> float:
     return float(np.mean(np.argmax(p, axis=1) == y))
 
 
-def categorical_nll(labels: Any, probs: Any) -> np.ndarray:
+def categorical_nll(labels: Any, *, probs: Any) -> np.ndarray:
     """``-log p_label`` per example, ``(N,)``, in nats (inf where the label has probability 0).
 
     For an ensemble, prefer the prediction's ``nll`` (``logsumexp`` of member log-softmax values), which
@@ -182,7 +182,7 @@ def classification_summary(labels: Any, probs: Any, *, nll: Any = None, bins: in
     """
     y, p = _checks.labels_and_probs("classification_summary", labels, probs)
     if nll is None:
-        per_example_nll = categorical_nll(y, p)
+        per_example_nll = categorical_nll(y, probs=p)
     else:
         per_example_nll = _checks.scores("classification_summary", "nll", nll, len(y))
     acc = accuracy(y, p)
