@@ -64,8 +64,14 @@ class Head:
         return -jnp.sum(self.log_prob(outputs, y), axis=-1)
 
     def log_prob(self, outputs: Array, y: Array) -> Array:
-        """Elementwise log-density ``(..., T)``."""
-        return self.distribution(outputs).log_prob(y)
+        """Elementwise log-density ``(..., T)``; ``y`` must have (or broadcast to) the targets' shape."""
+        distribution = self.distribution(outputs)
+        targets = jnp.shape(distribution.mean)
+        # The distribution broadcasts freely (a mixture scores y against every member); a loss must not
+        # turn a (B,) target against (B, 1) outputs into a (B, B) matrix.
+        if jnp.broadcast_shapes(targets, jnp.shape(y)) != targets:
+            raise ValueError(f"{self.name} head: y has shape {jnp.shape(y)} but the outputs hold targets of shape {targets}")
+        return distribution.log_prob(y)
 
     def mean(self, outputs: Array) -> Array:
         return self.distribution(outputs).mean

@@ -104,3 +104,12 @@ def test_quantiles_far_in_both_tails_match_scipy(head, dist):
         if k <= 7:
             upper = np.float32(1.0 - 10.0**-k)
             np.testing.assert_allclose(head.quantile(outputs, upper)[0, 0], dist.ppf(float(upper), loc, scale), rtol=2e-6)
+
+
+@pytest.mark.parametrize("head", [Gaussian(), Laplace()])
+def test_nll_refuses_targets_that_would_broadcast_to_a_matrix(head):
+    # The distributions broadcast (a mixture scores y against every member); the loss path must not.
+    outputs = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"y has shape \(4,\)"):
+        head.nll(outputs, np.zeros(4, np.float32))
+    assert head.nll(outputs, np.zeros((4, 1), np.float32)).shape == (4,)
