@@ -31,7 +31,7 @@ def namespace(*arrays: Any) -> tuple[ModuleType, ModuleType]:
     return (np, np_special) if xp is np else (jnp, jax_special)
 
 
-def _fori(xp: ModuleType, n: int, body: Callable[[int, Any], Any], init: Any) -> Any:
+def fori_loop(xp: ModuleType, n: int, body: Callable[[int, Any], Any], init: Any) -> Any:
     """``lax.fori_loop`` for JAX arrays (one compiled loop), a Python loop for NumPy ones."""
     if xp is jnp:
         return jax.lax.fori_loop(0, n, body, init)
@@ -250,7 +250,7 @@ class StudentT(_Symmetric):
             below = _student_t_cdf(xp, special, middle, df) < p
             return xp.where(below, middle, low), xp.where(below, high, middle)
 
-        low, high = _fori(xp, self.quantile_iterations, halve, (-bound, bound))
+        low, high = fori_loop(xp, self.quantile_iterations, halve, (-bound, bound))
         return 0.5 * (low + high)
 
     def entropy(self) -> Any:

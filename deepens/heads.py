@@ -70,7 +70,9 @@ class Head:
         # The distribution broadcasts freely (a mixture scores y against every member); a loss must not
         # turn a (B,) target against (B, 1) outputs into a (B, B) matrix.
         if jnp.broadcast_shapes(targets, jnp.shape(y)) != targets:
-            raise ValueError(f"{self.name} head: y has shape {jnp.shape(y)} but the outputs hold targets of shape {targets}")
+            raise ValueError(
+                f"{self.name} head: y has shape {jnp.shape(y)} but the outputs hold targets of shape {targets}"
+            )
         return distribution.log_prob(y)
 
     def mean(self, outputs: Array) -> Array:

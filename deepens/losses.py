@@ -6,8 +6,8 @@ the training objective is the (weighted) mean. Distribution parameters are given
 has to guess whether a number is a variance or a standard deviation.
 
 The regression rules compute in the arguments' own array module (NumPy in, NumPy out, e.g. float64 for
-the metrics; JAX arrays or tracers in, JAX out). Shapes: the regression rules act elementwise and return the broadcast shape of their arguments (the
-caller sums over target dimensions); the classification rules take logits ``(..., K)`` and integer labels
+the metrics; JAX arrays or tracers in, JAX out). Shapes: the regression rules act elementwise and return
+the broadcast shape of their arguments (the caller sums over target dimensions); the classification rules take logits ``(..., K)`` and integer labels
 ``(...)`` and return ``(...)``. Mismatched shapes raise ``ValueError``; shapes are static under ``jit``,
 so the check costs nothing at run time.
 """

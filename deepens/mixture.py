@@ -114,7 +114,7 @@ class UniformMixture:
             go_up = below(middle)
             return xp.where(go_up, middle, low), xp.where(go_up, high, middle)
 
-        low, high = distributions._fori(xp, iterations, halve, (low, high))
+        low, high = distributions.fori_loop(xp, iterations, halve, (low, high))
         return 0.5 * (low + high)
 
     def quantile(self, p: Any, *, iterations: int = 60) -> Any:
