@@ -358,9 +358,14 @@ def save_checkpoint(folder: str | Path, epoch: int, config: Mapping[str, Any], a
     """Write a checkpoint bundle (plain JSON ``config``, host ``arrays``) as ``folder/epoch-NNNNNN``, its
     manifest naming the ``run`` (a digest of the run's identity), and then remove the older checkpoints of
     the same run. Each checkpoint is its own atomic bundle, so a kill at any moment leaves the previous one
-    intact. A ValueError when ``folder`` is a file (see :func:`check_checkpoint_dir`)."""
+    intact. A ValueError when ``folder`` is a file (see :func:`check_checkpoint_dir`) or ``epoch-NNNNNN``
+    holds anything but a checkpoint (a user's folder, a saved model), which is never replaced."""
     folder = check_checkpoint_dir(folder)
-    path = write_bundle(folder / f"epoch-{epoch:06d}", "checkpoint", {**config, "epoch": int(epoch)}, arrays,
+    path = folder / f"epoch-{epoch:06d}"
+    if os.path.lexists(path) and checkpoint_run(path) is None and not (path.is_dir() and not any(path.iterdir())):
+        raise ValueError(f"refusing to overwrite {path}: it is not a checkpoint deepens wrote; give the run "
+                         "a checkpoint_dir of its own")
+    path = write_bundle(path, "checkpoint", {**config, "epoch": int(epoch)}, arrays,
                         manifest_extra={"run": str(run)})
     for older in folder.iterdir():
         match = _CHECKPOINT.match(older.name)
