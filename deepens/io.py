@@ -39,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -86,7 +87,10 @@ def is_saved_object(path: str | Path) -> bool:
     the only kind of folder a save may replace."""
     path = Path(path)
     try:
-        if not path.is_dir() or not {p.name for p in path.iterdir()} <= {MANIFEST, *_FILES}:
+        entries = list(path.iterdir()) if path.is_dir() else None
+        if entries is None or not {p.name for p in entries} <= {MANIFEST, *_FILES}:
+            return False
+        if not all(stat.S_ISREG(os.lstat(p).st_mode) for p in entries):  # no links, FIFOs or devices
             return False
         return json.loads(files.read_regular(path / MANIFEST, limit=MAX_MANIFEST_BYTES)).get("format") == FORMAT
     except (ValueError, OSError, AttributeError):
