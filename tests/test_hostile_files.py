@@ -329,3 +329,12 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
             tables.check_output_path(output, [tmp_path / "model", data])
     tables.check_output_path(tmp_path / "out.csv", [data])
     assert data.read_text() == "a\n1\n"
+
+
+def test_resaving_through_a_link_replaces_the_folder_it_points_to(tmp_path):
+    target = _bundle(tmp_path / "target")
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    _bundle(link, 3.0)
+    assert link.is_symlink() and io.read_bundle(target)[1] == {"value": 3.0}
+    assert sorted(os.listdir(tmp_path)) == ["link", "target"]
