@@ -145,6 +145,10 @@ def _shape_differences(saved: tuple[tuple[str, tuple[int, ...]], ...], now: tupl
     return "model parameter shapes differ (another model or hidden sizes): " + "; ".join(lines[:3]) + more
 
 
+def _layout(layout: tuple[tuple[str, Any], ...] | None) -> str:
+    return "unrecorded" if layout is None else ", ".join(f"{k}={v}" for k, v in layout)
+
+
 def differences(saved: RunIdentity, now: RunIdentity) -> list[str]:
     """What differs between the run that wrote a checkpoint (``saved``) and this one, one phrase per part."""
     found = []
@@ -162,9 +166,8 @@ def differences(saved: RunIdentity, now: RunIdentity) -> list[str]:
     if saved.shapes is not None and now.shapes is not None and (text := _shape_differences(saved.shapes, now.shapes)):
         found.append(text)
     if saved.devices != now.devices:
-        show = lambda layout: "unrecorded" if layout is None else ", ".join(f"{k}={v}" for k, v in layout)  # noqa: E731
         found.append(
-            f"the device layout differs ({show(saved.devices)} in the checkpoint, {show(now.devices)} now): "
+            f"the device layout differs ({_layout(saved.devices)} in the checkpoint, {_layout(now.devices)} now): "
             "a resume must train on the same mesh of devices, whose one compiled program gives the "
             "uninterrupted result bitwise; the number of devices may differ only when the mesh is the same"
         )
@@ -193,9 +196,9 @@ def check_resume(checkpoint: Checkpoint, identity: RunIdentity) -> None:
                "it carries the single-digest run identity of an older deepens, which cannot be compared part by part")
         raise ValueError(f"the checkpoint cannot be shown to belong to this run: {why}; start the run afresh")
     found = differences(stored, identity)
-    if identity.shapes is not None and (text := _shape_differences(parameter_shapes(checkpoint.params), identity.shapes)):
-        if not any(line.startswith("model parameter shapes") for line in found):
-            found.append(text.replace("in the checkpoint", "in the checkpoint's parameters"))
+    own = None if identity.shapes is None else _shape_differences(parameter_shapes(checkpoint.params), identity.shapes)
+    if own and not any(line.startswith("model parameter shapes") for line in found):
+        found.append(own.replace("in the checkpoint", "in the checkpoint's parameters"))
     if found:
         raise ValueError(
             "the checkpoint belongs to another run: " + "; ".join(found)

@@ -133,6 +133,14 @@ def locked(path: Path) -> Iterator[None]:
         except FileNotFoundError:  # unlinked by the holder we waited for
             os.close(fd)
             continue
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            yield  # a file system without locks: writes stay atomic, only not serialised
+            return
         except BaseException:
             os.close(fd)
             raise
