@@ -8,9 +8,9 @@ A saved object is a folder of three files:
     arrays.safetensors  every array (parameters, model state, optimizer state, loss history)
 
 Nothing is ever unpickled and no code is imported by name from a file: loading parses JSON and
-safetensors (a JSON header and raw little-endian buffers). This module imports only the leaf
-:mod:`deepens.files` (locks, leftovers, modes, safe reads) of deepens: what the arrays and the configuration mean (ensembles, estimators, checkpoints) is
-:mod:`deepens.serialization`'s business.
+safetensors (a JSON header and raw little-endian buffers). Of deepens, this module imports only the
+leaf :mod:`deepens.files` (locks, leftovers, modes, safe reads): what the arrays and the configuration
+mean (ensembles, estimators, checkpoints) is :mod:`deepens.serialization`'s business.
 
 Integrity: the manifest holds the size and sha256 of every other file and a sha256 of its own content,
 so a truncated, modified or missing file, or a manifest edited by hand, is refused with an error that
