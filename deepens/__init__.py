@@ -73,9 +73,14 @@ def save(obj: Any, path: str | Path, *, metadata: Mapping[str, Any] | None = Non
 def load(path: str | Path) -> Any:
     """Load what :func:`save` wrote, by the kind its manifest names: an :class:`Ensemble` or a fitted estimator.
 
+    ``path`` may be a symbolic link to a model folder; the files inside must be regular files (a link,
+    device or FIFO there is refused unopened, and each file's size is checked against the manifest before
+    it is read; see :mod:`deepens.io`).
+
     Raises:
       FileNotFoundError: nothing at ``path``.
-      FormatError (a ValueError): missing, truncated or modified files, an unknown format version or kind.
+      FormatError (a ValueError): missing, truncated or modified files, files that are not regular files,
+        an unknown format version or kind.
     """
     from deepens import io, serialization
 

@@ -8,6 +8,7 @@ among the data rows, counted from 1 (the header of a CSV file is not a data row)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -47,13 +48,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` as CSV or Parquet (by the extension) atomically (see :func:`deepens.io.atomic_file`):
-    ``path`` is either the complete new table or untouched."""
+    ``path`` is either the complete new table or untouched. A replaced file keeps its permission bits; a
+    new one gets the user's umask."""
     from deepens.io import atomic_file
 
     path = Path(path)
     if _kind(path) == "csv":
         return atomic_file(path, lambda temporary: frame.to_csv(temporary, index=False))
     return atomic_file(path, lambda temporary: frame.to_parquet(temporary, index=False))
+
+
+def check_output_path(output: str | Path, inputs: Sequence[str | Path]) -> None:
+    """A ValueError when ``output`` is any of ``inputs`` (after resolving ``.``, ``..`` and symbolic links,
+    or the same file under another name, a hard link): writing it would destroy that input. Call it
+    before anything is read or trained."""
+    target = Path(output)
+    for given in inputs:
+        source = Path(given)
+        same = os.path.realpath(target) == os.path.realpath(source)
+        if not same and target.exists() and source.exists():
+            try:
+                same = os.path.samefile(target, source)
+            except OSError:
+                same = False
+        if same:
+            raise ValueError(f"the output {target} is the input {source}: writing it would destroy that input; "
+                             "choose another output path")
 
 
 def _first_line(err: BaseException) -> str:

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deepens"
 
 # Low to high. "name.*" matches the modules of a subpackage; the subpackage's own __init__ is "name".
 LAYERS: list[list[str]] = [
-    ["_version", "cache", "io", "validation", "devices", "data", "data.*", "tables"],
+    ["_version", "cache", "files", "io", "validation", "devices", "data", "data.*", "tables"],
     ["losses"],
     ["distributions"],
     ["heads"],
