@@ -26,7 +26,7 @@ import optax
 from deepens import devices as devices_module
 from deepens import validation
 from deepens.adversarial import get_adversarial, input_scale
-from deepens.checkpoint import Checkpoint, run_identity
+from deepens.checkpoint import Checkpoint, check_resume, run_identity
 from deepens.config import AUTO_CLIP_NORM, CLIPPED_HEADS, DEFAULTS, TrainConfig, make_optimizer, resolve_clip_norm
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
@@ -155,13 +155,11 @@ def fit(
         "model": model.module if isinstance(model, FlaxModel) else type(model).__qualname__, "seed": seed, "member_ids": trained_ids,
         "batch_size": batch, "adversarial": adversarial, "method": method,
         "optimizer": (float(config.learning_rate), float(config.weight_decay), clip) if optimizer_given is None else "custom",
-    })
-    if resume is not None and resume.identity != identity:
-        raise ValueError(
-            "the checkpoint belongs to another run: resume with the data and settings (head, loss, model, method, "
-            "seed, members, batch size, adversarial training, optimizer) of the run that wrote it"
-            + ("" if resume.identity else " (this checkpoint carries no run identity)")
-        )
+    }, params=params,
+        devices={"members": mesh.shape[devices_module.MEMBERS], "data": mesh.shape[devices_module.DATA],
+                 "platform": mesh.devices.flat[0].platform})
+    if resume is not None:
+        check_resume(resume, identity)
     if on_checkpoint is not None:
         user_on_checkpoint = on_checkpoint
         on_checkpoint = lambda c: user_on_checkpoint(dataclasses.replace(c, identity=identity))  # noqa: E731

@@ -1,8 +1,7 @@
 """The run identity of a checkpoint and the refusal of a resume that is not the same run (issue 14, item 10).
 
 The unit tests call :func:`deepens.checkpoint.run_identity` and :func:`check_resume` directly; the
-end-to-end tests marked ``xfail(strict=True, reason="wired by lead")`` go through ``deepens.fit(resume=)``
-and the estimators and pass once ``fit`` calls ``check_resume`` with the parameters and device layout.
+end-to-end tests go through ``deepens.fit(resume=)`` and the estimators.
 """
 
 import dataclasses
@@ -183,7 +182,6 @@ def test_an_estimator_checkpoint_of_other_hidden_sizes_names_the_shapes(tmp_path
             x, y, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
 
 
-@pytest.mark.xfail(strict=True, reason="wired by lead")
 def test_fit_resume_with_other_data_says_which(data):
     x, y = data
     taken = []
@@ -194,7 +192,6 @@ def test_fit_resume_with_other_data_says_which(data):
         deepens.fit(x, y + 1.0, members=2, devices=1, resume=taken[0], **COMMON)
 
 
-@pytest.mark.xfail(strict=True, reason="wired by lead")
 def test_fit_resume_with_a_custom_model_of_other_hidden_sizes_is_a_value_error(data):
     x, y = data
     taken = []
@@ -203,7 +200,6 @@ def test_fit_resume_with_a_custom_model_of_other_hidden_sizes_is_a_value_error(d
         deepens.fit(x, y, model=_pair(5), members=2, devices=1, resume=taken[0], **COMMON)
 
 
-@pytest.mark.xfail(strict=True, reason="wired by lead")
 def test_fit_resume_on_another_mesh_is_refused(data):
     x, y = data
     taken = []
@@ -212,7 +208,6 @@ def test_fit_resume_on_another_mesh_is_refused(data):
         deepens.fit(x, y, members=2, devices=2, resume=taken[0], **COMMON)  # members split over two devices
 
 
-@pytest.mark.xfail(strict=True, reason="wired by lead")
 def test_an_estimator_resume_on_another_mesh_is_refused(tmp_path, data):
     x, y = data
     settings = dict(members=2, hidden_layer_sizes=(8,), epochs=4, batch_size=16, random_state=3)

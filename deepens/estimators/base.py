@@ -215,6 +215,8 @@ class DeepEnsembleBase(BaseEstimator):
         optimizer = config.optimizer(head)
         if (checkpoint_every is not None or resume) and checkpoint_dir is None:
             raise ValueError("checkpoint_every and resume need a checkpoint_dir")
+        if checkpoint_dir is not None:
+            io.check_checkpoint_dir(checkpoint_dir)  # a file or a saved model there fails before training
         seed = self._seed()
         digest = hashlib.sha256(x.tobytes() + targets.tobytes() + str((x.shape, targets.shape)).encode()).hexdigest()
         params = {k: v for k, v in self._json_params().items() if k not in ("verbose", "random_state", "devices")}
