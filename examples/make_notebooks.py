@@ -501,7 +501,7 @@ what they cost against the deep ensemble.
 # ----------------------------------------------------------------------------------------------------------
 
 PART2 = [
-    md('''
+    md(r'''
 # Deep ensembles, Part II: ensembles inside one network (MIMO and BatchEnsemble)
 
 A deep ensemble of $M$ networks costs $M$ times one network: $M\times$ the parameters to store, $M\times$ the
@@ -512,10 +512,10 @@ network and predict through the same mixture (so the same uncertainty decomposit
   side (width $M \cdot D$) and the output layer gives $M$ heads; the hidden layers are shared. In training,
   input slot $m$ is filled from its own shuffle of the data, so each subnetwork learns to read its own slot
   and ignore the others. To predict, the same $x$ fills every slot and the $M$ heads are the $M$ members.
-  Two knobs: the *input repetition* $\\rho$ (the fraction of a batch where all slots see the same row) and the
+  Two knobs: the *input repetition* $\rho$ (the fraction of a batch where all slots see the same row) and the
   *batch repetition* $b$ (each row appears $b$ times per epoch).
 - **BatchEnsemble** (Wen et al., ICLR 2020): every layer has one shared weight matrix $W$, and member $m$ uses
-  $W \circ (r_m s_m^\\top)$, a rank-1 rescaling, computed as $((x \circ r_m) W) \circ s_m$, plus its own bias.
+  $W \circ (r_m s_m^\top)$, a rank-1 rescaling, computed as $((x \circ r_m) W) \circ s_m$, plus its own bias.
 
 **The cost argument in parameters.** For the 2-150-150-3 spiral network ($D = 2$, $K = 3$) one network has
 $(2 \cdot 150 + 150) + (150 \cdot 150 + 150) + (150 \cdot 3 + 3) = 23{,}553$ parameters. A deep ensemble of
@@ -538,10 +538,10 @@ SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.1, weight_d
 xs, ys = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=0)
 xs_test, ys_test = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=1)
 '''),
-    md('''
+    md(r'''
 ## 1. Four ways to train on the spirals
 
-One network, a deep ensemble of 4, MIMO with 4 subnetworks ($\\rho = 0$, $b = 1$) and a BatchEnsemble of 4,
+One network, a deep ensemble of 4, MIMO with 4 subnetworks ($\rho = 0$, $b = 1$) and a BatchEnsemble of 4,
 all with the Part I settings. `timings.train_s` is the training program's run time (compilation excluded,
 in `timings.compile_s`).
 '''),
@@ -556,7 +556,7 @@ models = {
 for name, model in models.items():
     print(f"{name:<14} members {model.members}, networks {model.networks}")
 '''),
-    md('''
+    md(r'''
 ## 2. What each one costs, and what it buys
 
 Parameters are counted from the trained pytrees. Prediction time is the median of five predictions on a
@@ -601,7 +601,7 @@ fig.suptitle(f"cost relative to one network (M = {M})")
 plt.tight_layout()
 plt.show()
 ''', figure=True),
-    md('''
+    md(r'''
 ## 3. Their uncertainty, next to the deep ensemble's
 
 The same four panels as in Part I for each method, then the data and knowledge uncertainty of the three side
@@ -627,10 +627,10 @@ for row, kind in enumerate(("data", "knowledge")):
     fig.colorbar(image, ax=axes[row], label="nats", shrink=0.8)
 plt.show()
 ''', figure=True),
-    md('''
+    md(r'''
 ## 4. MIMO's knobs: input and batch repetition
 
-With $\\rho > 0$ part of every batch shows the same row in all slots, so the subnetworks share more of their
+With $\rho > 0$ part of every batch shows the same row in all slots, so the subnetworks share more of their
 features (better accuracy when the network is small, less diversity); $b > 1$ shows each row several times
 per epoch with different partners in the other slots.
 '''),
@@ -652,7 +652,7 @@ for name, model in (("MIMO rho=0, b=1", models["MIMO"]), ("MIMO rho=0.5, b=2", m
 knobs = pd.DataFrame(rows).set_index("model")
 knobs.round(4)
 '''),
-    md('''
+    md(r'''
 ## 5. Discussion questions
 
 Answered from the numbers computed above.
@@ -679,7 +679,7 @@ print(f"Mean knowledge uncertainty far from the data: deep ensemble {k['deep ens
 be_far = float(np.mean(np.asarray(uncertainty["BatchEnsemble"].knowledge)[far]))
 print(f"BatchEnsemble: {be_far:.3f} nats far from the data.")
 '''),
-    md('''
+    md(r'''
 **Q3. When would you still pay for a deep ensemble?** When the best uncertainty matters more than the cost:
 compare the NLL and the knowledge maps above; and when the members must be trained or stored separately
 (a deep ensemble's members can be trained on different machines and selected afterwards with
@@ -693,7 +693,7 @@ compare the NLL and the knowledge maps above; and when the members must be train
 # ----------------------------------------------------------------------------------------------------------
 
 YOUR_DATA = [
-    md('''
+    md(r'''
 # Deep ensembles on your own data
 
 A practitioner's walk-through: a table of numbers in a CSV file, a column to predict, and the questions that
@@ -725,7 +725,7 @@ EPOCHS = 40 if QUICK else 300               # passes over the data (minibatches 
 WORK = Path(tempfile.mkdtemp(prefix="deepens-your-data-"))   # every file this notebook writes goes here
 print("writing to", WORK)
 '''),
-    md('''
+    md(r'''
 ## 1. Your data
 
 **Your data:** replace the first line by `frame = pd.read_csv("your_file.csv")` and `TARGET` by the column
@@ -744,14 +744,14 @@ X_test, y_test = test.drop(columns=TARGET), test[TARGET]
 print(f"{len(train)} training rows, {len(test)} test rows, {X_train.shape[1]} features")
 frame.describe().T.round(3)
 '''),
-    md('''
+    md(r'''
 ## 2. The estimator
 
 `DeepEnsembleRegressor` standardises inputs and targets with the training statistics, trains $M = 5$ networks
 on the Gaussian NLL, and answers in the target's own units. By default (`calibration="auto"`) it holds out
 20% of the training rows and fits *split-conformal* intervals on them: the score of a held-out row is
-$|y - \\mu| / \\sigma$, and the interval at level $\\alpha$ is $\\mu \\pm q\\,\\sigma$ with $q$ the
-$\\lceil (n + 1)\\alpha \\rceil$-th smallest score, which covers at least $\\alpha$ of new rows drawn like the
+$|y - \mu| / \sigma$, and the interval at level $\alpha$ is $\mu \pm q\,\sigma$ with $q$ the
+$\lceil (n + 1)\alpha \rceil$-th smallest score, which covers at least $\alpha$ of new rows drawn like the
 training rows. `calibration=None` trains on every row and gives the raw mixture's intervals. We fit both.
 '''),
     code('''
@@ -769,7 +769,7 @@ print(f"the 90% intervals hold {inside.mean():.0%} of the {len(y_test)} test val
 scores = pd.DataFrame({"calibrated (default)": model.evaluate(X_test, y_test), "calibration=None": raw.evaluate(X_test, y_test)})
 scores.round(3)
 '''),
-    md('''
+    md(r'''
 ## 3. Do the intervals cover what they claim?
 
 For every level from 5% to 95%, the fraction of test values inside the central interval. A calibrated model
@@ -800,14 +800,14 @@ axes[1].legend(fontsize=8, loc="upper left")
 plt.tight_layout()
 plt.show()
 ''', figure=True),
-    md('''
+    md(r'''
 The probability integral transform of the ensemble's whole predictive distribution (the mixture's CDF at
 each observed value; uniform when the distribution is right), from `predict_cdf`:
 '''),
     code('''
 display(plots.regression_calibration_figure(model.predict_cdf(X_test, y_test), title="diabetes: the mixture's calibration on the test rows"))
 ''', figure=True),
-    md('''
+    md(r'''
 ## 4. Which rows is it unsure about, and why?
 
 `predict_uncertainty` splits each row's predictive variance into the *aleatoric* part (the noise the members
@@ -829,7 +829,7 @@ print(f"median epistemic std: {np.median(np.sqrt(u_test.epistemic)):.1f} on test
       f"{np.median(np.sqrt(u_unusual.epistemic)):.1f} on the unusual rows ({ratio:.0f}x)")
 assert ratio > 2
 ''', figure=True),
-    md('''
+    md(r'''
 ## 5. A classifier, the same way
 
 `DeepEnsembleClassifier` takes any labels; by default it fits a temperature on held-out rows. On the bundled
@@ -847,7 +847,7 @@ display(plots.reliability_figure(reliability, title="breast cancer, test rows"))
 u = classifier.predict_uncertainty(Xc_test)
 print(f"most uncertain test row: total {float(np.max(u.total)):.3f} nats, of which knowledge {float(u.knowledge[np.argmax(u.total)]):.3f}")
 ''', figure=True),
-    md('''
+    md(r'''
 ## 6. Saving, loading, and the command line
 
 `model.save(folder)` writes JSON and safetensors files (no pickle: loading a model runs no code), and
@@ -860,7 +860,7 @@ print(sorted(p.name for p in folder.iterdir()))
 print("same predictions after loading:", np.array_equal(loaded.predict(X_test), model.predict(X_test)))
 print("same intervals after loading:  ", all(np.array_equal(a, b) for a, b in zip(loaded.predict_interval(X_test), model.predict_interval(X_test))))
 '''),
-    md('''
+    md(r'''
 The same steps from a shell, on the CSV files written in section 1 (in a terminal:
 `deepens train train.csv --target target -o model`, and so on):
 '''),
