@@ -475,8 +475,21 @@ assert knowledge_u[far].mean() > 2 * knowledge_u[near].mean()
     md('**Q6. Is the ensemble better calibrated than one network?**'),
     code('''
 one_row, ens_row = spiral_table.loc["one network"], spiral_table.loc["ensemble of 4"]
-print(f"spirals: ECE {one_row['ece']:.4f} for one network, {ens_row['ece']:.4f} for the ensemble; "
+print(f"spirals: ECE {one_row['ece']:.4f} for one network, {ens_row['ece']:.4f} for the ensemble "
+      f"(the {'ensemble' if ens_row['ece'] < one_row['ece'] else 'one network'} is lower); "
       f"test NLL {one_row['nll']:.4f} against {ens_row['nll']:.4f}.")
+for name in ("one network", "ensemble of 4"):
+    p = spiral_fits[name].predict(xs_test)
+    confidence, accuracy = float(np.mean(p.confidence)), float(np.mean(np.asarray(p.label) == ys_test))
+    print(f"{name}: mean confidence {confidence:.3f}, accuracy {accuracy:.3f}: "
+          f"{'underconfident' if confidence < accuracy else 'overconfident'} by {abs(confidence - accuracy):.3f} on average.")
+# How much does the ECE itself vary with the test sample? A bootstrap over test points:
+boot = np.random.default_rng(0)
+probs_test = np.asarray(spiral_fits["ensemble of 4"].predict(xs_test).probs)
+draws = [boot.integers(0, len(ys_test), len(ys_test)) for _ in range(200)]
+ece_spread = np.std([metrics.expected_calibration_error(ys_test[i], probs_test[i]) for i in draws])
+print(f"bootstrap std of the ensemble's ECE over resampled test sets: {ece_spread:.4f}; differences in ECE "
+      "smaller than about twice that are noise. The NLL, a proper score, weighs sharpness and calibration together.")
 area = {name: metrics.miscalibration_area(values) for name, values in pit_values.items()}
 print(f"cubic: miscalibration area (0 is perfect) {area['one network']:.3f} for one network, {area['ensemble of 6']:.3f} for the ensemble.")
 '''),
@@ -631,8 +644,9 @@ plt.show()
 ## 4. MIMO's knobs: input and batch repetition
 
 With $\rho > 0$ part of every batch shows the same row in all slots, so the subnetworks share more of their
-features (better accuracy when the network is small, less diversity); $b > 1$ shows each row several times
-per epoch with different partners in the other slots.
+features (Havasi et al. found it helps accuracy when the network is small, at some cost in diversity; the
+table measures both here); $b > 1$ shows each row several times per epoch with different partners in the
+other slots.
 '''),
     code('''
 from scipy.spatial import cKDTree
