@@ -451,8 +451,10 @@ axes[1].plot(range(1, 5), spiral_curve, marker="o")
 axes[1].set(title="spirals: test NLL against M", xlabel="members M", ylabel="test NLL")
 plt.tight_layout()
 plt.show()
-print(f"Cubic: NLL {cubic_curve[0]:.3f} with one member, {cubic_curve[-1]:.3f} with six; spirals: "
-      f"{spiral_curve[0]:.3f} with one, {spiral_curve[-1]:.3f} with four. Most of the gain comes from the first few members.")
+share = lambda curve, m: (curve[0] - curve[m - 1]) / (curve[0] - curve[-1])   # fraction of the gain reached at m
+print(f"Cubic: NLL {cubic_curve[0]:.3f} with one member, {cubic_curve[-1]:.3f} with six; three members reach "
+      f"{share(cubic_curve, 3):.0%} of that gain. Spirals: {spiral_curve[0]:.3f} with one, {spiral_curve[-1]:.3f} "
+      f"with four; two members reach {share(spiral_curve, 2):.0%} of it.")
 ''', figure=True),
     md('**Q5. Where is each kind of uncertainty high on the spirals, and which one flags inputs unlike the training data?**'),
     code('''
