@@ -382,15 +382,18 @@ spiral_curve = [float(np.mean(metrics.categorical_nll(ys_test, probs_m[:m].mean(
 # (ensemble.select(range(m)) gives the same ensembles as objects, to predict with.)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 axes[0].plot(range(1, 7), cubic_curve, marker="o")
-axes[0].set(title="cubic: test NLL against M", xlabel="members M", ylabel="test NLL")
+axes[0].set(title="cubic: test NLL against M", xlabel="members M", ylabel="test NLL", xticks=range(1, 7))
 axes[1].plot(range(1, 5), spiral_curve, marker="o")
-axes[1].set(title="spirals: test NLL against M", xlabel="members M", ylabel="test NLL")
+axes[1].set(title="spirals: test NLL against M", xlabel="members M", ylabel="test NLL", xticks=range(1, 5))
 plt.tight_layout()
 plt.show()
-share = lambda curve, m: (curve[0] - curve[m - 1]) / (curve[0] - curve[-1])   # fraction of the gain reached at m
-print(f"Cubic: NLL {cubic_curve[0]:.3f} with one member, {cubic_curve[-1]:.3f} with six; three members reach "
-      f"{share(cubic_curve, 3):.0%} of that gain. Spirals: {spiral_curve[0]:.3f} with one, {spiral_curve[-1]:.3f} "
-      f"with four; two members reach {share(spiral_curve, 2):.0%} of it.")
+for task, curve in (("cubic", cubic_curve), ("spirals", spiral_curve)):
+    steps = -np.diff(curve)                                  # improvement from M to M + 1 members
+    best = int(np.argmax(steps))
+    print(f"{task}: test NLL for M = 1..{len(curve)}: {', '.join(f'{v:.4f}' for v in curve)}; " + (
+        f"the largest improvement, {steps[best]:.4f} nats, is from M = {best + 1} to {best + 2}."
+        if steps[best] > 0 else "adding members did not lower it.")
+          + f" All {len(curve)} members: {100 * (curve[0] - curve[-1]) / curve[0]:.1f}% below one member.")
 ''', figure=True),
     md('**Q5. Where is each kind of uncertainty high on the spirals, and which one flags inputs unlike the training data?**'),
     code('''
