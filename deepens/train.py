@@ -6,9 +6,9 @@ plans the devices, and runs the compiled program of :mod:`deepens.program`.
 Reproducibility: member ``i`` of a fit with seed ``s`` is initialised from ``default_rng([s, i, 0])``
 (or, for models without a numpy initialiser, from a key drawn from it), takes its VAT noise from a key
 drawn from ``default_rng([s, i, 1])``, and sees its data, in epoch ``e``, in the order drawn by
-``default_rng([s, i, e])``. So it is the same network whatever the ensemble's size, training M members
-together equals training each alone, and a run resumed from a checkpoint ends where an uninterrupted
-one does.
+``default_rng([s, i, e])``. So it is the same network whatever the ensemble's size up to floating-point
+rounding (a batched program may sum in another order, and chaotic training can amplify that), and a run
+resumed from a checkpoint ends where an uninterrupted one does.
 """
 
 from __future__ import annotations
