@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from deepens.cli.common import _device_options, _names, _positive
+from pathlib import Path
+
+from deepens.cli.common import CommandError, _device_options, _names, _positive
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise CommandError(f"--seed must be an integer >= 0, got {seed}")
+
+
+def _check_out_folder(out: str) -> None:
+    """``--out`` must be a folder or not exist yet; no part of its path may be a file."""
+    path = Path(out)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise CommandError(f"--out {out}: {part} is a file, not a folder")
+
 
 def _demo(args: argparse.Namespace) -> int:
     from deepens.experiments import demo
 
+    _check_seed(args.seed)
+    _check_out_folder(args.out)
     demo.run(args.out, demo.Settings(seed=args.seed))
     return 0
 
@@ -17,6 +35,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from deepens.experiments import bench
 
+    if args.members is not None and args.members < 1:
+        raise CommandError(f"--members must be an integer >= 1, got {args.members}")
+    if args.json:
+        target = Path(args.json)
+        if target.is_dir():
+            raise CommandError(f"--json {args.json} is a folder; name a file")
+        if not target.parent.is_dir():
+            raise CommandError(f"--json {args.json}: the folder {target.parent} does not exist")
     record = bench.run(args.workload, args.members, sequential=not args.no_sequential)
     text = json.dumps(record, indent=2)
     print(text)
@@ -32,8 +58,8 @@ def _uci_settings(args: argparse.Namespace, *, members: int | None, epochs: int 
     if args.learning_rate is not None:
         optimizer = uci.OptimizerConfig(args.learning_rate, args.schedule, args.weight_decay)
     elif args.schedule != "constant" or args.weight_decay:
-        raise SystemExit("--schedule and --weight-decay need --learning-rate (without it the optimiser is "
-                         "chosen per data set on a validation split)")
+        raise CommandError("--schedule and --weight-decay need --learning-rate (without it the optimiser is "
+                           "chosen per data set on a validation split)")
     fields = dict(data_dir=args.data_dir, datasets=_names(args.datasets), splits=args.splits, optimizer=optimizer,
                   seed=args.seed, devices=args.devices)
     if members is not None:
@@ -55,9 +81,44 @@ def _mnist_settings(args: argparse.Namespace, *, members: int | None, epochs: in
         fields["learning_rate"] = args.mnist_learning_rate
     return mnist.Settings(**fields)
 
+def _check_uci_data(settings) -> None:
+    """Every data set ``reproduce`` will run exists and reads cleanly (it loads them one at a time, between
+    trainings, so a missing or corrupt one would otherwise fail after hours of work)."""
+    from deepens.data import paths, uci as uci_data
+    from deepens.experiments import uci
+
+    root = paths.resolve(settings.data_dir, "uci", accept_given=True)
+    available = uci_data.list_datasets(root)
+    names = list(settings.datasets) if settings.datasets else available
+    if not names:
+        raise CommandError(f"no UCI data set folders in {root}")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise CommandError(f"unknown data set{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in "
+                           f"{root}; it has {', '.join(available) or 'none'}")
+    for name in names:
+        uci_data.load(root / name, splits=settings.splits)
+    uci.check_members(settings)
+
+
+def _check_mnist_data(settings) -> None:
+    """MNIST and NotMNIST are there and read cleanly."""
+    from deepens.data import mnist as mnist_data
+
+    mnist_data.load_mnist(settings.data_dir)
+    mnist_data.load_test_set("notmnist", settings.data_dir)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from deepens.experiments import mnist, report, uci
 
+    _check_seed(args.seed)
+    _check_out_folder(args.out)
+    if args.benchmark in ("uci", "all"):
+        uci_members = args.members if args.benchmark == "uci" else args.uci_members
+        _check_uci_data(_uci_settings(args, members=uci_members, epochs=None))
+    if args.benchmark in ("mnist", "shift", "all"):
+        _check_mnist_data(_mnist_settings(args, members=None, epochs=None))
     if args.benchmark == "uci":
         result = uci.run(args.out, _uci_settings(args, members=args.members, epochs=args.epochs))
         report.write(args.out, result, None)

@@ -302,9 +302,21 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def check_members(settings: Settings) -> None:
+    """ValueError for one member with the MSE ensemble among the methods: its predictive variance is the
+    spread of its members' means, zero for one member, so it has no NLL (refused before any training)."""
+    if settings.members == 1 and "ensemble_mse" in settings.methods:
+        raise ValueError(
+            "members=1 leaves the MSE ensemble (ensemble_mse) no predictive variance (the spread of its members' "
+            "means is zero for one member), so its NLL is undefined; use 2 or more members (the paper uses 5)"
+        )
+
+
 def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) -> dict[str, Any]:
     """Run the benchmark; write ``uci.json``, ``uci_run.json``, ``uci.md`` and ``uci.png`` into ``out``."""
     from rich.console import Console
+
+    check_members(settings)
 
     console = Console(quiet=not echo, width=None if sys.stdout.isatty() else 120)
     out = Path(out)
