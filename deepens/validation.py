@@ -27,8 +27,9 @@ def _describe_rows(rows: np.ndarray) -> str:
 
 
 def _real(x: Any, name: str) -> np.ndarray:
-    """``x`` as a real numeric array (float32 kept as it is, anything else as float64, so values beyond
-    float32 can be told apart from NaN and inf); ValueError for text, objects and complex numbers."""
+    """``x`` as a real numeric array (float32 when that loses no range: floats up to 32 bits, booleans and
+    integers up to 32 bits; anything else as float64, so values beyond float32 can be told apart from NaN and
+    inf); ValueError for text, objects and complex numbers."""
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as err:
@@ -38,8 +39,8 @@ def _real(x: Any, name: str) -> np.ndarray:
     ):
         raise ValueError(f"{name} must be real, got complex values (dtype {arr.dtype}); pass the real and "
                          "imaginary parts as separate features")
-    if arr.dtype == np.float32:
-        return arr
+    if arr.dtype in (np.float16, np.float32) or (arr.dtype.kind in "biu" and arr.dtype.itemsize <= 4):
+        return arr.astype(np.float32, copy=False)  # exact or rounded, never beyond float32: no float64 copy
     try:
         return np.asarray(arr, dtype=np.float64)
     except (TypeError, ValueError) as err:

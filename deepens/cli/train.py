@@ -29,8 +29,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or io.is_saved_object(out))):
         raise CommandError(f"refusing to overwrite {out}: it exists and is not a saved deepens model")
-    if args.checkpoint_dir:
-        _check_checkpoint_dir(Path(args.checkpoint_dir), out)
+    if args.checkpoint_dir or args.checkpoint_every is not None or args.resume:
+        _check_checkpoint_dir(Path(args.checkpoint_dir) if args.checkpoint_dir else checkpoint_dir_for(out), out)
 
     if args.task:
         task, reason = args.task, "as given by --task"

@@ -322,17 +322,23 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     root = paths.resolve(settings.data_dir, "uci", accept_given=True)
-    names = list(settings.datasets) if settings.datasets else uci.list_datasets(root)
+    available = uci.list_datasets(root)
+    names = list(settings.datasets) if settings.datasets else available
     if not names:
         raise FileNotFoundError(f"no UCI data set folders in {root}")
+    missing = [n for n in names if not (root / n).is_dir()]
+    if missing:
+        raise ValueError(f"unknown data set{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} in "
+                         f"{root}; it has {', '.join(available) or 'none'}")
     unknown = [m for m in settings.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+    # Every data set is read (and checked) before any training, so a corrupt one fails at once.
+    loaded = [uci.load(root / name, splits=settings.splits) for name in names]
     started = time.perf_counter()
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
-    for name in names:
-        dataset = uci.load(root / name, splits=settings.splits)
+    for name, dataset in zip(names, loaded):
         results[name], details[name] = run_dataset(dataset, settings)
         e = results[name].get("ensemble")
         summary = f"ensemble NLL {e['nll_mean']:.3f}, RMSE {e['rmse_mean']:.3f}; " if e else ""
