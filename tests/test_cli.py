@@ -425,3 +425,17 @@ def test_evaluate_refuses_a_one_member_point_ensemble_with_one_line(capsys, file
         point.evaluate(frame[["a", "b", "c"]], frame["price"])
     _assert_refused(capsys, tmp_path, ["evaluate", tmp_path / "point", files / "houses.csv", "--drop", "key", "city"],
                     "zero variance")
+
+
+def test_train_and_predict_on_values_near_the_float32_limit_give_finite_tables(capsys, tmp_path):
+    # A feature and a target of magnitude 1e30 (their squares overflow float32): standardised, not NaN.
+    frame = _regression_frame().drop(columns=["key", "city"])
+    frame["a"] *= 1e30
+    frame["price"] *= 1e30
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    code, out, err = _run(capsys, "train", tmp_path / "huge.csv", "--target", "price", "-o", tmp_path / "m", *TRAIN)
+    assert code == 0, err
+    code, out, err = _run(capsys, "predict", tmp_path / "m", tmp_path / "huge.csv", "-o", tmp_path / "p.csv")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert np.all(np.isfinite(table.to_numpy())) and table["mean"].abs().median() > 1e29
