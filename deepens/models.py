@@ -150,7 +150,8 @@ class MLP(nn.Module):
         # Checked here, when the module is made, so a bad width fails before anything is initialised.
         widths = self.hidden if isinstance(self.hidden, (tuple, list)) else None
         if widths is None or not all(_is_width(w) for w in widths):
-            raise ValueError(f"hidden must be a sequence of layer widths, integers >= 1 (e.g. (50,)), got {self.hidden!r}")
+            raise ValueError(f"hidden must be a sequence of layer widths, integers >= 1 (e.g. (50,)), "
+                             f"got {self.hidden!r}")
         if not _is_width(self.outputs):
             raise ValueError(f"outputs must be an integer >= 1, got {self.outputs!r}")
         if self.activation not in ACTIVATIONS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from deepens.cli.common import CommandError, _device_options, _names, _positive
