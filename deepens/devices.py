@@ -28,17 +28,20 @@ Devices = int | Sequence[jax.Device] | Mesh | None
 def use_cpu_cores(count: int | None = None) -> bool:
     """Ask JAX for one CPU device per core (or ``count``), if nothing has configured it yet.
 
-    Does nothing when the user chose a device count (``JAX_NUM_CPU_DEVICES``, ``XLA_FLAGS`` with
-    ``xla_force_host_platform_device_count``, or ``DEEPENS_CPU_DEVICES``), or when JAX has already started
-    its backends (the setting can only be made before the first computation). Returns whether it applied.
+    Does nothing when the user chose a device count (``JAX_NUM_CPU_DEVICES`` or ``XLA_FLAGS`` with
+    ``xla_force_host_platform_device_count``), or when JAX has already started its backends (the setting
+    can only be made before the first computation). Returns whether it applied.
+
+    ``DEEPENS_CPU_DEVICES=N`` asks for N devices instead of one per core. It is read only here (never on
+    ``import deepens``), so a bad value such as ``abc`` or ``0`` is a ValueError naming the variable when the
+    CLI or an estimator's ``fit`` calls this, and nothing else is affected.
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return False
     if os.environ.get("JAX_NUM_CPU_DEVICES"):
         return False
-    requested = os.environ.get("DEEPENS_CPU_DEVICES")
     if count is None:
-        count = int(requested) if requested else len(os.sched_getaffinity(0))
+        count = requested_cpu_devices() or len(os.sched_getaffinity(0))
     if count < 1 or jax.config.jax_num_cpu_devices not in (-1, count):
         return False
     try:
@@ -46,6 +49,21 @@ def use_cpu_cores(count: int | None = None) -> bool:
     except RuntimeError:  # backends already initialised: keep what the process has
         return False
     return True
+
+
+def requested_cpu_devices() -> int | None:
+    """``DEEPENS_CPU_DEVICES`` as an integer >= 1, None when unset or empty; ValueError for anything else."""
+    text = os.environ.get("DEEPENS_CPU_DEVICES", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, got {text!r} "
+                         "(unset it for one device per core)")
+    return value
 
 
 def initialize_distributed(

@@ -31,7 +31,7 @@ from deepens.config import AUTO_CLIP_NORM, CLIPPED_HEADS, DEFAULTS, TrainConfig,
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
 from deepens.methods import Method, get_method
-from deepens.models import MLP, FlaxModel, Model, as_model
+from deepens.models import MLP, FlaxModel, Model, as_model, check_input
 from deepens.program import (
     INIT_STREAM,
     NOISE_STREAM,
@@ -128,6 +128,7 @@ def fit(
     if isinstance(loss, str):
         head.loss(loss)  # raises for a loss the head cannot be trained with
     model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
+    check_input(model, features.shape)  # the built-in MLP takes (N, D): a ValueError naming the shape
     model = method.build(model, input_shape=features.shape[1:], outputs=head.num_outputs(size))  # methods seam
     example = features[:1] if method.slots is None else np.repeat(features[:1, None], method.slots, axis=1)
     optimizer_given = optimizer
@@ -172,6 +173,7 @@ def fit(
     if len(trained_ids) > len(ids):
         keep = lambda leaf: leaf[: len(ids)]  # noqa: E731
         params, state, history = jax.tree.map(keep, params), jax.tree.map(keep, state), history[:, : len(ids)]
+    validation.warn_if_diverged(history, ids)  # e.g. inputs of 1e15: their squares train to NaN
     params, state = devices_module.place_for_prediction((params, state), len(ids))
     return Ensemble(
         model=model, head=head, params=params, state=state, input_shape=features.shape[1:],

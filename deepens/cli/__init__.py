@@ -36,7 +36,11 @@ DATA_COMMANDS = ("train", "predict", "evaluate")
 def main(argv: Sequence[str] | None = None) -> int:
     from deepens import devices
 
-    devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
+    try:
+        devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
+    except ValueError as err:  # a bad DEEPENS_CPU_DEVICES
+        print(f"deepens: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     import os
 
@@ -47,14 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[cache.NO_CACHE_ENV] = "1"
     elif args.command != "bench":  # bench times compilation itself, so it must not load it from disk
         cache.enable_compilation_cache()
-    if args.command not in DATA_COMMANDS:
-        _join_hosts(args)
-        return args.run(args)
     try:
         _join_hosts(args)
         return args.run(args)
     except (ValueError, OSError) as err:
-        # Bad input or an unreadable file: one line, exit code 2; nothing was written (writes are atomic).
+        # Bad input or an unreadable file: one line, exit code 2; nothing was written (writes are atomic;
+        # demo, bench and reproduce check their arguments and data before any work, see cli.experiments).
         print(f"deepens {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

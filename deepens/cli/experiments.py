@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from deepens.cli.common import _device_options, _names, _positive
+from deepens.cli.common import CommandError, _device_options, _names, _positive
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise CommandError(f"--seed must be an integer >= 0, got {seed}")
+
+
+def _check_out_folder(out: str) -> None:
+    """``--out`` must be a folder or not exist yet; no part of its path may be a file."""
+    path = Path(out)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise CommandError(f"--out {out}: {part} is a file, not a folder")
+
 
 def _demo(args: argparse.Namespace) -> int:
     from deepens.experiments import demo
 
+    _check_seed(args.seed)
+    _check_out_folder(args.out)
     demo.run(args.out, demo.Settings(seed=args.seed))
     return 0
 
@@ -17,6 +34,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from deepens.experiments import bench
 
+    if args.members is not None and args.members < 1:
+        raise CommandError(f"--members must be an integer >= 1, got {args.members}")
+    if args.json:
+        target = Path(args.json)
+        if target.is_dir():
+            raise CommandError(f"--json {args.json} is a folder; name a file")
+        if not target.parent.is_dir():
+            raise CommandError(f"--json {args.json}: the folder {target.parent} does not exist")
     record = bench.run(args.workload, args.members, sequential=not args.no_sequential)
     text = json.dumps(record, indent=2)
     print(text)
@@ -32,8 +57,8 @@ def _uci_settings(args: argparse.Namespace, *, members: int | None, epochs: int 
     if args.learning_rate is not None:
         optimizer = uci.OptimizerConfig(args.learning_rate, args.schedule, args.weight_decay)
     elif args.schedule != "constant" or args.weight_decay:
-        raise SystemExit("--schedule and --weight-decay need --learning-rate (without it the optimiser is "
-                         "chosen per data set on a validation split)")
+        raise CommandError("--schedule and --weight-decay need --learning-rate (without it the optimiser is "
+                           "chosen per data set on a validation split)")
     fields = dict(data_dir=args.data_dir, datasets=_names(args.datasets), splits=args.splits, optimizer=optimizer,
                   seed=args.seed, devices=args.devices)
     if members is not None:
@@ -58,6 +83,15 @@ def _mnist_settings(args: argparse.Namespace, *, members: int | None, epochs: in
 def _reproduce(args: argparse.Namespace) -> int:
     from deepens.experiments import mnist, report, uci
 
+    # The data sets are read and checked by each benchmark's run before it trains anything; ``all`` runs
+    # MNIST after UCI, so its MNIST data are checked here first.
+    _check_seed(args.seed)
+    _check_out_folder(args.out)
+    if args.benchmark == "all":
+        from deepens.data import mnist as mnist_data
+
+        mnist_data.load_mnist(args.data_dir)
+        mnist_data.load_test_set("notmnist", args.data_dir)
     if args.benchmark == "uci":
         result = uci.run(args.out, _uci_settings(args, members=args.members, epochs=args.epochs))
         report.write(args.out, result, None)

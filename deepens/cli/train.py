@@ -29,6 +29,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or io.is_saved_object(out))):
         raise CommandError(f"refusing to overwrite {out}: it exists and is not a saved deepens model")
+    if args.checkpoint_dir or args.checkpoint_every is not None or args.resume:
+        _check_checkpoint_dir(Path(args.checkpoint_dir) if args.checkpoint_dir else checkpoint_dir_for(out), out)
 
     if args.task:
         task, reason = args.task, "as given by --task"
@@ -87,6 +89,18 @@ def _train(args: argparse.Namespace) -> int:
     detail = f" (compiling {timings.compile_s:.1f} s)" if timings is not None else ""
     print(f"trained {task} ensemble of {args.members} on {len(x)} rows in {seconds:.1f} s{detail}; saved to {out}")
     return 0
+
+
+def _check_checkpoint_dir(checkpoints: Path, out: Path) -> None:
+    """Refuse, before training, a ``--checkpoint-dir`` that is a file, or that is the model folder or
+    holds it or lies inside it: saving the model would replace the checkpoints, and removing the spent
+    checkpoints would remove the model."""
+    if checkpoints.exists() and not checkpoints.is_dir():
+        raise CommandError(f"--checkpoint-dir {checkpoints} is a file, not a folder")
+    a, b = checkpoints.resolve(), out.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise CommandError(f"--checkpoint-dir {checkpoints} must lie apart from the model folder -o {out} (not the "
+                           "same folder, nor one inside the other): the spent checkpoints are removed after saving")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -123,7 +123,7 @@ class DeepEnsembleBase(BaseEstimator):
             ),
         )
         check_consistent_length(X, y)
-        validation.features(X, name="X")  # names the rows holding NaN or inf
+        validation.features(X, name="X", square_safe=False)  # names the rows holding NaN, inf or huge values
         return X, y
 
     # ---- calibration on held-out rows -------------------------------------------------------------
@@ -191,8 +191,8 @@ class DeepEnsembleBase(BaseEstimator):
         """Check ``X`` against the training data and standardise it: float32 ``(N, D)``."""
         check_is_fitted(self, "ensemble_")
         X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite=False)
-        validation.features(X, name="X")
-        return ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
+        validation.features(X, name="X", square_safe=False)
+        return validation.standardised((X - self.x_mean_) / self.x_scale_, name="X")  # refuses rows too far out
 
     # ---- training --------------------------------------------------------------------------------
 

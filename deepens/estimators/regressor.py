@@ -125,7 +125,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         from the newest checkpoint there (when there is one) to the same result as an uninterrupted fit.
         """
         X, y = self._validate_xy(X, y)
-        validation.regression_targets(y, len(X), name="y")  # numeric and finite, or an error naming rows
+        validation.regression_targets(y, len(X), name="y", square_safe=False)  # numeric, finite, or rows named
         X, y, X_cal, y_cal, kind = self._split_for_calibration(X, y, supported=np.ndim(y) == 1)
         y64 = np.asarray(y, np.float64).reshape(len(X), -1)
         x_stats, y_stats = Standardizer.fit(X), Standardizer.fit(y64)

@@ -62,6 +62,13 @@ def evaluate(
         return classification_summary(labels, np.asarray(prediction.probs, np.float64),
                                       nll=np.asarray(prediction.nll(labels), np.float64), bins=bins)
     locs, scales, family = member_locs_and_scales(prediction)
+    degenerate = np.flatnonzero(np.ravel(np.all(scales == 0, axis=0) & np.all(locs == locs[:1], axis=0)))
+    if len(degenerate):
+        raise ValueError(
+            f"evaluate: the prediction has zero variance in {len(degenerate)} of {np.size(locs[0])} rows (point "
+            f"members, {'one member' if len(locs) == 1 else 'all agreeing'}), so its NLL and intervals are undefined; "
+            "score an ensemble of 2 or more point members, or a distributional head"
+        )
     scale = np.asarray(target_scale, np.float64)
     if np.any(scale <= 0):
         raise ValueError(f"evaluate: target_scale must be > 0, got {target_scale}")
