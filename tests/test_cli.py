@@ -347,10 +347,10 @@ def test_predict_refuses_to_write_over_its_input(capsys, files, regression_model
     data.write_bytes((files / "houses.csv").read_bytes())
     before = data.read_bytes()
     for output in (data, tmp_path / "." / "houses.csv"):
-        _assert_refused(capsys, tmp_path, ["predict", regression_model, data, "-o", output], "it is the input")
+        _assert_refused(capsys, tmp_path, ["predict", regression_model, data, "-o", output], "is the input")
     assert data.read_bytes() == before
     code, out, err = _run(capsys, "predict", regression_model, data, "-o", regression_model / "p.csv")
-    assert code == 2 and "it is the input" in err and not (regression_model / "p.csv").exists()
+    assert code == 2 and "inside the model folder" in err and not (regression_model / "p.csv").exists()
 
 
 @pytest.fixture

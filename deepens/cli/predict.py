@@ -102,9 +102,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in tables.READERS:
         raise CommandError(f"{out}: the output must end in .csv or .parquet")
-    for given in (args.data, args.model):  # TODO(merge): tables.check_output_path(out, [args.data, args.model])
-        if out.resolve() == Path(given).resolve() or Path(given).resolve() in out.resolve().parents:
-            raise CommandError(f"refusing to write -o {out}: it is the input {given}, which would be lost")
+    tables.check_output_path(out, [args.data, args.model])  # the same file by any name, link or hard link
+    if Path(args.model).resolve() in out.resolve().parents:
+        raise CommandError(f"refusing to write -o {out} inside the model folder {args.model}")
     frame, x = _model_inputs(model, metadata, frame, args, source)
     _check_known_classes(model, frame, metadata.get("target"), source)
     table = prediction_table(model, x, args.level)

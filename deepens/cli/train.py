@@ -101,6 +101,9 @@ def _check_checkpoint_dir(checkpoints: Path, out: Path) -> None:
     if a == b or a in b.parents or b in a.parents:
         raise CommandError(f"--checkpoint-dir {checkpoints} must lie apart from the model folder -o {out} (not the "
                            "same folder, nor one inside the other): the spent checkpoints are removed after saving")
+    from deepens import io
+
+    io.check_checkpoint_dir(checkpoints, model=out)  # also refuses a folder holding a saved model
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
