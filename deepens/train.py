@@ -60,7 +60,7 @@ def fit(
     head: str | Head = "gaussian",
     loss: str | LossFn | None = None,
     model: Model | nn.Module | tuple[Callable, Callable] | None = None,
-    hidden: Sequence[int] = (50,),
+    hidden: int | Sequence[int] = (50,),
     activation: str = "relu",
     optimizer: optax.GradientTransformation | None = None,
     num_classes: int | None = None,
@@ -127,7 +127,8 @@ def fit(
     loss = head.default_loss if loss is None else loss
     if isinstance(loss, str):
         head.loss(loss)  # raises for a loss the head cannot be trained with
-    model = as_model(MLP(tuple(hidden), head.num_outputs(size), activation) if model is None else model)
+    widths = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+    model = as_model(MLP(widths, head.num_outputs(size), activation) if model is None else model)
     check_input(model, features.shape)  # the built-in MLP takes (N, D): a ValueError naming the shape
     model = method.build(model, input_shape=features.shape[1:], outputs=head.num_outputs(size))  # methods seam
     example = features[:1] if method.slots is None else np.repeat(features[:1, None], method.slots, axis=1)
