@@ -14,6 +14,7 @@ once (about 2x on two cores).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Sequence
 
@@ -144,6 +145,63 @@ def place_for_prediction(tree: Any, members: int) -> Any:
         return jax.device_put(tree, local[0])
     mesh = Mesh(np.array(local[:count]).reshape(count, 1), (MEMBERS, DATA))
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(MEMBERS)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberPlan:
+    """Where the members of one training run train and then predict: the one place that pads M to fill
+    the devices, says so, trims the padding off and places the trained members.
+
+    Attributes:
+      member_ids: the M requested member streams (repeats allowed: independent data sets side by side).
+      trained_ids: ``member_ids`` then the padding members, fresh streams after the largest id, that make
+        the count a multiple of the mesh's members axis; they train alongside and are dropped.
+      mesh: the ``(members, data)`` mesh of :func:`plan_mesh`.
+    """
+
+    member_ids: tuple[int, ...]
+    trained_ids: tuple[int, ...]
+    mesh: Mesh
+
+    @classmethod
+    def make(cls, member_ids: Sequence[int], rows_per_step: int, devices: Devices = None) -> MemberPlan:
+        """The plan for ``member_ids`` trained on batches of ``rows_per_step`` rows (``devices`` as
+        :func:`plan_mesh`)."""
+        ids = tuple(int(i) for i in member_ids)
+        mesh = plan_mesh(len(ids), rows_per_step, devices)
+        first = max(ids) + 1
+        return cls(ids, ids + tuple(range(first, first + padded_size(len(ids), mesh) - len(ids))), mesh)
+
+    @property
+    def members(self) -> int:
+        """M, the members kept."""
+        return len(self.member_ids)
+
+    @property
+    def padding(self) -> int:
+        """Members trained only to fill the devices."""
+        return len(self.trained_ids) - len(self.member_ids)
+
+    @property
+    def training_mesh(self) -> Mesh | None:
+        """The mesh to train on, or None for one device in one process (no placement needed)."""
+        return self.mesh if self.mesh.size > 1 or jax.process_count() > 1 else None
+
+    def note(self) -> str:
+        """What the progress bar adds when members were padded, e.g. ``" (3 members + 1 to fill 2 devices)"``."""
+        if not self.padding:
+            return ""
+        return f" ({self.members} members + {self.padding} to fill {self.mesh.shape[MEMBERS]} devices)"
+
+    def trim(self, tree: Any, axis: int = 0) -> Any:
+        """Drop the padding members from every leaf's member ``axis``."""
+        if not self.padding:
+            return tree
+        return jax.tree.map(lambda leaf: leaf[(slice(None),) * axis + (slice(self.members),)], tree)
+
+    def place_for_prediction(self, tree: Any) -> Any:
+        """The trimmed members placed where they predict fastest (:func:`place_for_prediction`)."""
+        return place_for_prediction(tree, self.members)
 
 
 def put(tree: Any, mesh: Mesh, spec: PartitionSpec) -> Any:

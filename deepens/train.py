@@ -134,12 +134,9 @@ def fit(
     clip = resolve_clip_norm(config.clip_norm, head)
     optimizer = config.optimizer(head) if optimizer is None else optimizer
 
-    mesh = devices_module.plan_mesh(len(ids), batch, devices)
-    trained_ids = ids + tuple(range(max(ids) + 1, max(ids) + 1 + devices_module.padded_size(len(ids), mesh) - len(ids)))
-    if len(trained_ids) > len(ids):
-        description += (
-            f" ({len(ids)} members + {len(trained_ids) - len(ids)} to fill {mesh.shape[devices_module.MEMBERS]} devices)"
-        )
+    plan = devices_module.MemberPlan.make(ids, batch, devices)
+    trained_ids = plan.trained_ids
+    description += plan.note()
 
     start = time.perf_counter()
     params, state = init_members(model, seed, trained_ids, example)
@@ -168,13 +165,11 @@ def fit(
     scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
     params, state, history, timings = train_members(
         program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
-        scale=scale, mesh=mesh if mesh.size > 1 or jax.process_count() > 1 else None, resume=resume, checkpoint_every=checkpoint_every,
+        scale=scale, mesh=plan.training_mesh, resume=resume, checkpoint_every=checkpoint_every,
         on_checkpoint=on_checkpoint, progress=progress, description=description,
     )
-    if len(trained_ids) > len(ids):
-        keep = lambda leaf: leaf[: len(ids)]  # noqa: E731
-        params, state, history = jax.tree.map(keep, params), jax.tree.map(keep, state), history[:, : len(ids)]
-    params, state = devices_module.place_for_prediction((params, state), len(ids))
+    params, state, history = plan.trim(params), plan.trim(state), plan.trim(history, axis=1)
+    params, state = plan.place_for_prediction((params, state))
     return Ensemble(
         model=model, head=head, params=params, state=state, input_shape=features.shape[1:],
         target_size=size, squeeze_target=not head.is_classifier and np.ndim(y) == 1,
