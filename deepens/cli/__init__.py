@@ -34,13 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 DATA_COMMANDS = ("train", "predict", "evaluate")
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from deepens import devices
-
-    devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
-    args = build_parser().parse_args(argv)
     import os
 
-    from deepens import cache
+    args = build_parser().parse_args(argv)  # builds without JAX, so --help and usage errors are quick
+    from deepens import cache, devices
+
+    devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
 
     if args.no_cache:
         # Through the environment, so the estimators' own call (in fit) sees it too.
