@@ -10,8 +10,9 @@ Importing deepens changes nothing global: to train members on several CPU cores 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from deepens._version import __version__
 
@@ -49,20 +50,20 @@ _LAZY = {
 }
 
 __all__ = [
-    "DeepEnsembleClassifier",
-    "DeepEnsembleRegressor",
     "FGSM",
-    "VAT",
     "MLP",
+    "VAT",
     "Categorical",
     "ClassificationPrediction",
+    "DeepEnsembleClassifier",
+    "DeepEnsembleRegressor",
     "Ensemble",
     "Gaussian",
     "Laplace",
-    "StudentT",
     "Model",
     "Point",
     "RegressionPrediction",
+    "StudentT",
     "__version__",
     "as_model",
     "categorical_uncertainty",
@@ -104,12 +105,14 @@ def save(obj: Any, path: str | Path, *, metadata: Mapping[str, Any] | None = Non
     from deepens import serialization
     from deepens.ensemble import Ensemble
 
+    plain = None if metadata is None else dict(metadata)
+
     if isinstance(obj, Ensemble):
-        return serialization.save_ensemble(obj, path, metadata=metadata)
+        return serialization.save_ensemble(obj, path, metadata=plain)
     from deepens import sklearn
 
     if isinstance(obj, sklearn.DeepEnsembleBase):
-        return obj.save(path, metadata=metadata)
+        return obj.save(path, metadata=plain)
     raise ValueError(f"cannot save a {type(obj).__name__}: save an Ensemble or a fitted deepens estimator")
 
 

@@ -15,7 +15,7 @@ VAT (Miyato et al.), which needs no labels:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -128,7 +128,7 @@ class VAT:
         return loss_fn(outputs, y) + self.weight * divergence
 
 
-Adversarial = Union[FGSM, VAT]
+Adversarial = FGSM | VAT
 
 
 def get_adversarial(adversarial: str | Adversarial | None, eps: float | None = None) -> Adversarial | None:

@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MEMBERS, DATA = "members", "data"
-Devices = int | Sequence[jax.Device] | Mesh | None
+if TYPE_CHECKING:
+    # jax.Device names a class of a compiled extension that ships no stubs: type checkers cannot see it.
+    Device: TypeAlias = Any
+else:
+    Device = jax.Device
+Devices: TypeAlias = int | Sequence[Device] | Mesh | None
 
 
 def use_cpu_cores(count: int | None = None) -> bool:
@@ -40,7 +46,8 @@ def use_cpu_cores(count: int | None = None) -> bool:
     requested = os.environ.get("DEEPENS_CPU_DEVICES")
     if count is None:
         count = int(requested) if requested else len(os.sched_getaffinity(0))
-    if count < 1 or jax.config.jax_num_cpu_devices not in (-1, count):
+    # JAX sets its flags as attributes at run time, which type checkers cannot see.
+    if count < 1 or jax.config.jax_num_cpu_devices not in (-1, count):  # pyright: ignore[reportAttributeAccessIssue]
         return False
     try:
         jax.config.update("jax_num_cpu_devices", count)
@@ -76,7 +83,7 @@ def initialize_distributed(
         )
     if not 0 <= process_id < processes:
         raise ValueError(f"process id must be in [0, {processes}), got {process_id}")
-    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):  # pyright: ignore[reportAttributeAccessIssue]
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=processes, process_id=process_id)
     return True
@@ -87,7 +94,7 @@ def _env_int(name: str) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def _chosen_devices(devices: int | Sequence[jax.Device] | None) -> list[jax.Device]:
+def _chosen_devices(devices: int | Sequence[Device] | None) -> list[Device]:
     available = jax.devices()
     if devices is None:
         return list(available)

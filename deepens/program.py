@@ -15,7 +15,8 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -265,13 +266,13 @@ def train_members(
     program: Program,
     params: Any,
     state: Any,
-    x: Array,
-    y: Array,
+    x: Array | np.ndarray,
+    y: Array | np.ndarray,
     *,
     epochs: int,
     seed: int,
     member_ids: Sequence[int],
-    scale: Array,
+    scale: Array | np.ndarray,
     mesh: Mesh | None = None,
     resume: Checkpoint | None = None,
     checkpoint_every: int | None = None,

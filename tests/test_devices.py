@@ -158,7 +158,7 @@ def test_two_processes_train_one_ensemble_like_one_process(data, tmp_path):
         for i in range(2)
     ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, log in zip(procs, logs):
+    for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
     expected = _leaves(single.params)
     for out in outs:
@@ -210,15 +210,15 @@ def test_two_processes_train_from_the_command_line(tmp_path):
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "1", "PYTHONPATH": str(REPO)}
     coordinator = f"127.0.0.1:{_free_port()}"
     procs = [
-        subprocess.Popen(common + ["-o", str(tmp_path / "model"), "--coordinator", coordinator,
-                                   "--num-processes", "2", "--process-id", str(i)],
+        subprocess.Popen([*common, "-o", str(tmp_path / "model"), "--coordinator", coordinator,
+                          "--num-processes", "2", "--process-id", str(i)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]
     for p in procs:
         log = p.communicate(timeout=300)[0]
         assert p.returncode == 0, log[-3000:]
-    single = subprocess.run(common + ["-o", str(tmp_path / "single")], env=env, capture_output=True, text=True)
+    single = subprocess.run([*common, "-o", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "model", "single"]
     two_hosts, one_host = deepens.load(tmp_path / "model"), deepens.load(tmp_path / "single")

@@ -57,7 +57,7 @@ def test_members_differ_and_seeds_differ(regression_data):
     x, y = regression_data
     ensemble = deepens.fit(x, y, members=2, seed=5, **COMMON)
     first, second = (_leaves(ensemble.select([m]).params) for m in (0, 1))
-    assert all(not np.allclose(u, v) for u, v in zip(first, second))
+    assert all(not np.allclose(u, v) for u, v in zip(first, second, strict=True))
     other = deepens.fit(x, y, members=2, seed=6, **COMMON)
     assert not np.allclose(_leaves(ensemble.params)[0], _leaves(other.params)[0])
 
