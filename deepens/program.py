@@ -39,7 +39,8 @@ LossFn = Callable[[Array, Array], Array]
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """Everything static about a training program; equal programs share one compiled executable."""
+    """Everything static about a training program; equal programs share one compiled executable, and so
+    do programs that differ only in the adversarial eps, which reaches the program as an array."""
 
     model: Model
     head: Head
@@ -102,14 +103,7 @@ def init_optimizer(optimizer: optax.GradientTransformation, params: Any) -> Any:
 
 
 def _batch_objective(
-    program: Program,
-    params: Any,
-    state: Any,
-    x: Array,
-    y: Array,
-    weights: Array,
-    scale: Array,
-    key: Array,
+    program: Program, params: Any, state: Any, x: Array, y: Array, weights: Array, scale: Array, key: Array,
     eps: Array | float = 0.0,
 ) -> tuple[Array, Any]:
     """Weighted mean of the per-example (adversarial) loss of one member on one batch, and its new state.
