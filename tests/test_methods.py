@@ -9,7 +9,7 @@ import scipy.stats
 
 import deepens
 from deepens import program as program_module
-from deepens import train
+
 from deepens.data.toy import spirals
 from deepens.heads import Categorical, Gaussian
 from deepens.methods import MIMO, BatchEnsemble, DeepEnsemble, get_method
