@@ -7,6 +7,10 @@ tables: learning rate 0.01 (the paper's printed rate is ambiguous between data s
 and the gradient clipped to global norm 1 for the heads whose NLL divides by a learned scale
 (``clip_norm="auto"``; see :data:`CLIPPED_HEADS`). ``reproduce`` does not use these defaults: it keeps
 the paper's protocol exactly (:mod:`deepens.experiments`).
+
+This module imports no JAX, Optax or numpy when it loads: ``deepens train --help`` reads :data:`DEFAULTS` and
+:data:`METHOD_NAMES` from it without starting JAX. The modules that check an ``Adversarial`` or ``Method``
+instance, or build the optimizer, are imported when they are needed.
 """
 
 from __future__ import annotations
@@ -14,31 +18,36 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+import numbers
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import optax
+if TYPE_CHECKING:
+    import optax
 
-from deepens.adversarial import Adversarial
-from deepens.heads import Head
-from deepens.methods import METHODS, Method
+    from deepens.adversarial import Adversarial
+    from deepens.heads import Head
+    from deepens.methods import Method
 
 # Heads whose NLL divides by a learned scale: a member that shrinks its scale gets gradients that grow
 # without bound and can blow up in one Adam step, so "auto" clips them.
 CLIPPED_HEADS = frozenset({"gaussian", "laplace", "student_t"})
 AUTO_CLIP_NORM = 1.0
 ADVERSARIAL = ("none", "fgsm", "vat")
+# The built-in methods by name (tests/test_layers.py checks them against deepens.methods.METHODS, where
+# register_method may add more).
+METHOD_NAMES = ("ensemble", "mimo", "batchensemble")
 
 
 def _number(name: str, value: Any) -> float:
     """``value`` as a float, refusing booleans, strings and complex numbers by name."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    # numbers.Real holds Python and numpy ints and floats, but neither numpy's bool_ nor complex numbers.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     return float(value)
 
 
 def _count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
@@ -87,20 +96,25 @@ class TrainConfig:
         if not (math.isfinite(decay) and decay >= 0):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         resolve_clip_norm(self.clip_norm, None)
-        if not isinstance(self.adversarial, Adversarial) and self.adversarial not in (*ADVERSARIAL, None):
+        if self.adversarial not in (*ADVERSARIAL, None) and not _is_adversarial(self.adversarial):
             raise ValueError(f"adversarial must be one of {ADVERSARIAL}, got {self.adversarial!r}")
         if self.eps is not None:
             eps = _number("eps", self.eps)
             if not (math.isfinite(eps) and eps >= 0):
                 raise ValueError(f"eps must be a finite number >= 0 or None, got {self.eps!r}")
         _count("seed", self.seed, low=0)
-        if not isinstance(self.method, Method) and self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose a Method or one of {sorted(METHODS)}")
+        if isinstance(self.method, str):
+            if self.method not in METHOD_NAMES and self.method not in _registered_methods():
+                raise ValueError(
+                    f"unknown method {self.method!r}; choose a Method or one of {sorted(_registered_methods())}"
+                )
+        elif not _is_method(self.method):
+            raise ValueError(f"unknown method {self.method!r}; choose a Method or one of {sorted(_registered_methods())}")
         repetition = _number("input_repetition", self.input_repetition)
         if not 0.0 <= repetition <= 1.0:
             raise ValueError(f"input_repetition must lie in [0, 1], got {self.input_repetition!r}")
         _count("batch_repetition", self.batch_repetition)
-        if isinstance(self.method, Method) and (self.input_repetition != 0.0 or self.batch_repetition != 1):
+        if not isinstance(self.method, str) and (self.input_repetition != 0.0 or self.batch_repetition != 1):
             raise ValueError("input_repetition and batch_repetition are set on the MIMO instance, not beside it")
         if isinstance(self.method, str) and self.method != "mimo" and (self.input_repetition != 0.0 or self.batch_repetition != 1):
             raise ValueError(f"input_repetition and batch_repetition are MIMO's options, not {self.method!r}'s")
@@ -118,6 +132,24 @@ class TrainConfig:
         return make_optimizer(float(self.learning_rate), float(self.weight_decay), resolve_clip_norm(self.clip_norm, head))
 
 
+def _is_adversarial(value: Any) -> bool:
+    from deepens.adversarial import FGSM, VAT
+
+    return isinstance(value, (FGSM, VAT))
+
+
+def _is_method(value: Any) -> bool:
+    from deepens.methods import Method
+
+    return isinstance(value, Method)
+
+
+def _registered_methods() -> tuple[str, ...]:
+    from deepens.methods import METHODS
+
+    return tuple(METHODS)
+
+
 @functools.lru_cache(maxsize=64)
 def make_optimizer(
     learning_rate: float, weight_decay: float = 0.0, clip_norm: float | None = None
@@ -127,6 +159,8 @@ def make_optimizer(
 
     Cached so that fits with equal settings get the same object and share a compiled program.
     """
+    import optax
+
     if weight_decay:
         optimizer = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
     else:
@@ -146,7 +180,7 @@ def resolve_clip_norm(clip_norm: float | str | None, head: Head | None) -> float
     if clip_norm is None:
         return None
     value = _number("clip_norm", clip_norm)
-    if not (np.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"clip_norm must be a positive finite number, got {clip_norm!r}")
     return value
 

@@ -15,7 +15,8 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ from jax import Array
 from jax.sharding import Mesh, PartitionSpec
 
 from deepens import devices as devices_module
-from deepens.adversarial import FGSM, VAT, Adversarial, fgsm_perturb, vat_divergence
+from deepens.adversarial import Adversarial
 from deepens.checkpoint import Checkpoint
 from deepens.ensemble import Timings
 from deepens.heads import Head
@@ -38,7 +39,8 @@ LossFn = Callable[[Array, Array], Array]
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """Everything static about a training program; equal programs share one compiled executable."""
+    """Everything static about a training program; equal programs share one compiled executable, and so
+    do programs that differ only in the adversarial eps, which reaches the program as an array."""
 
     model: Model
     head: Head
@@ -52,6 +54,19 @@ class Program:
 
     def loss_fn(self) -> LossFn:
         return self.head.loss(self.loss) if isinstance(self.loss, str) else self.loss
+
+    @property
+    def eps(self) -> float:
+        """The adversarial step (0 without adversarial training); it reaches the compiled program as an array."""
+        return 0.0 if self.adversarial is None else float(self.adversarial.eps)
+
+    def without_eps(self) -> Program:
+        """This program with its adversarial eps set to 0: the static key of the compiled executable, so
+        programs that differ only in eps (an eps sweep) share one compilation."""
+        if self.adversarial is None or self.adversarial.eps == 0.0:
+            return self
+        return dataclasses.replace(self, adversarial=dataclasses.replace(self.adversarial, eps=0.0))
+
 
 INIT_STREAM, NOISE_STREAM = 0, 1
 
@@ -88,25 +103,29 @@ def init_optimizer(optimizer: optax.GradientTransformation, params: Any) -> Any:
 
 
 def _batch_objective(
-    program: Program, params: Any, state: Any, x: Array, y: Array, weights: Array, scale: Array, key: Array
+    program: Program, params: Any, state: Any, x: Array, y: Array, weights: Array, scale: Array, key: Array,
+    eps: Array | float = 0.0,
 ) -> tuple[Array, Any]:
-    """Weighted mean of the per-example (adversarial) loss of one member on one batch, and its new state."""
+    """Weighted mean of the per-example (adversarial) loss of one member on one batch, and its new state.
+
+    Args:
+      x, y: the batch ``(B, ...)``; weights: ``(B,)``, 0 for padding rows.
+      scale: per-feature multiplier of ``eps``; key: this step's VAT noise; eps: the adversarial step
+        (used instead of ``program.adversarial.eps``).
+    """
     loss_fn = program.loss_fn()
-    adversarial = program.adversarial
 
-    def forward(inputs: Array) -> tuple[Array, Any]:
-        return program.model.apply(params, state, inputs, True)
+    def predict(inputs: Array) -> Array:
+        return program.model.apply(params, state, inputs, True)[0]
 
-    outputs, new_state = forward(x)
-    per_example = loss_fn(outputs, y)
-    if isinstance(adversarial, FGSM):
-        # (loss(x) + loss(x_adv)) / 2, reusing the clean loss already computed.
-        x_adv = fgsm_perturb(lambda inputs: loss_fn(forward(inputs)[0], y), x, adversarial.eps * scale)
-        per_example = 0.5 * (per_example + loss_fn(forward(x_adv)[0], y))
-    elif isinstance(adversarial, VAT):
-        predict = lambda inputs: forward(inputs)[0]  # noqa: E731
-        divergence = vat_divergence(predict, program.head.kl, x, outputs, key, adversarial, scale)
-        per_example = per_example + adversarial.weight * divergence
+    # The clean pass gives the new model state (batch statistics); adversarial passes only read it.
+    outputs, new_state = program.model.apply(params, state, x, True)
+    if program.adversarial is None:
+        per_example = loss_fn(outputs, y)
+    else:
+        per_example = program.adversarial.objective(
+            loss_fn, predict, x, y, eps=eps, scale=scale, outputs=outputs, key=key, kl=program.head.kl
+        )
     per_example = program.method.reduce_slots(per_example)  # methods seam: (B, slots) -> (B,)
     return jnp.sum(weights * per_example) / jnp.sum(weights), new_state
 
@@ -121,6 +140,7 @@ def _member_epochs(
     x: Array,
     y: Array,
     scale: Array,
+    eps: Array,
 ) -> tuple[tuple[Any, Any, Any], Array]:
     """Train one member for ``program.epochs_per_call`` epochs.
 
@@ -128,6 +148,7 @@ def _member_epochs(
       carry: ``(params, state, opt_state)`` of this member.
       order: ``(E, S, B)`` row indices for each epoch and step, or None for full-batch training.
       weights: ``(S, B)`` 1 for real rows, 0 for the padding that fills the last batch.
+      eps: the adversarial step, a scalar array (traced, so an eps sweep reuses the program).
     Returns:
       The new carry and the mean training loss of each epoch, ``(E,)``.
     """
@@ -140,7 +161,7 @@ def _member_epochs(
         xb, yb = (x, y) if index is None else (x[index], y[index])
         step_key = jax.random.fold_in(key, step_id)
         (loss, state), grads = jax.value_and_grad(
-            lambda p: _batch_objective(program, p, state, xb, yb, batch_weights, scale, step_key), has_aux=True
+            lambda p: _batch_objective(program, p, state, xb, yb, batch_weights, scale, step_key, eps), has_aux=True
         )(params)
         updates, opt_state = program.optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -166,16 +187,19 @@ def run_epochs(
     x: Array,
     y: Array,
     scale: Array,
+    eps: Array,
 ) -> tuple[tuple[Any, Any, Any], Array]:
     """All members, one chunk of epochs: the compiled training program. Returns the new carry and the
     loss per member and epoch, ``(M, E)``. Data ``x``, ``y``, ``scale`` are shared by all members, or
-    carry a leading member axis when ``program.shared_data`` is False."""
+    carry a leading member axis when ``program.shared_data`` is False. ``eps``, a float32 scalar shared by
+    all members, is the adversarial step; ``program.adversarial.eps`` is not read (see
+    :meth:`Program.without_eps`)."""
     data_axis = None if program.shared_data else 0
     train = jax.vmap(
         functools.partial(_member_epochs, program),
-        in_axes=(0, 0, None, None if order is None else 0, None, data_axis, data_axis, data_axis),
+        in_axes=(0, 0, None, None if order is None else 0, None, data_axis, data_axis, data_axis, None),
     )
-    return train(carry, keys, first_epoch, order, weights, x, y, scale)
+    return train(carry, keys, first_epoch, order, weights, x, y, scale, eps)
 
 
 def epochs_per_call(epochs: int, steps_per_epoch: int, checkpoint_every: int | None = None) -> int:
@@ -236,13 +260,13 @@ def train_members(
     program: Program,
     params: Any,
     state: Any,
-    x: Array,
-    y: Array,
+    x: Array | np.ndarray,
+    y: Array | np.ndarray,
     *,
     epochs: int,
     seed: int,
     member_ids: Sequence[int],
-    scale: Array,
+    scale: Array | np.ndarray,
     mesh: Mesh | None = None,
     resume: Checkpoint | None = None,
     checkpoint_every: int | None = None,
@@ -295,10 +319,12 @@ def train_members(
     else:
         carry = (resume.params, resume.state, resume.opt_state)
     place_order: Callable[[np.ndarray], Array] = jnp.asarray
+    eps, program = np.float32(program.eps), program.without_eps()  # eps as an array: a sweep compiles once
     if mesh is None:
-        x, y, scale, weights = jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale), jnp.asarray(weights)
+        x, y, scale, weights, eps = jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale), jnp.asarray(weights), jnp.asarray(eps)
     else:
         x, y, scale, weights, carry, keys, place_order = _place(mesh, program.shared_data, full_batch, x, y, scale, weights, carry, keys)
+        eps = devices_module.put(eps, mesh, PartitionSpec())
 
     def order_for(first: int) -> Array | None:
         if full_batch:
@@ -306,14 +332,14 @@ def train_members(
         return place_order(program.method.draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size))
 
     order = order_for(first_epoch)
-    executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale)
+    executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale, eps)
     history = np.empty((epochs, members), np.float32)
     if resume is not None:
         history[:first_epoch] = resume.history[:first_epoch]
     start = time.perf_counter()
     with _progress_bar(progress, description, epochs, first_epoch) as advance:
         for first in range(first_epoch, epochs, chunk):
-            carry, losses = executable(carry, keys, jnp.int32(first), order, weights, x, y, scale)
+            carry, losses = executable(carry, keys, jnp.int32(first), order, weights, x, y, scale, eps)
             if first + chunk < epochs:
                 order = order_for(first + chunk)  # drawn on the host while the device trains
             done = first + chunk

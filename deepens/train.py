@@ -136,12 +136,9 @@ def fit(
     clip = resolve_clip_norm(config.clip_norm, head)
     optimizer = config.optimizer(head) if optimizer is None else optimizer
 
-    mesh = devices_module.plan_mesh(len(ids), batch, devices)
-    trained_ids = ids + tuple(range(max(ids) + 1, max(ids) + 1 + devices_module.padded_size(len(ids), mesh) - len(ids)))
-    if len(trained_ids) > len(ids):
-        description += (
-            f" ({len(ids)} members + {len(trained_ids) - len(ids)} to fill {mesh.shape[devices_module.MEMBERS]} devices)"
-        )
+    plan = devices_module.MemberPlan.make(ids, batch, devices)
+    trained_ids = plan.trained_ids
+    description += plan.note()
 
     start = time.perf_counter()
     params, state = init_members(model, seed, trained_ids, example)
@@ -158,8 +155,8 @@ def fit(
         "batch_size": batch, "adversarial": adversarial, "method": method,
         "optimizer": (float(config.learning_rate), float(config.weight_decay), clip) if optimizer_given is None else "custom",
     }, params=params,
-        devices={"members": mesh.shape[devices_module.MEMBERS], "data": mesh.shape[devices_module.DATA],
-                 "platform": mesh.devices.flat[0].platform})
+        devices={"members": plan.mesh.shape[devices_module.MEMBERS], "data": plan.mesh.shape[devices_module.DATA],
+                 "platform": plan.mesh.devices.flat[0].platform})
     if resume is not None:
         check_resume(resume, identity)
     if on_checkpoint is not None:
@@ -168,14 +165,12 @@ def fit(
     scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
     params, state, history, timings = train_members(
         program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
-        scale=scale, mesh=mesh if mesh.size > 1 or jax.process_count() > 1 else None, resume=resume, checkpoint_every=checkpoint_every,
+        scale=scale, mesh=plan.training_mesh, resume=resume, checkpoint_every=checkpoint_every,
         on_checkpoint=on_checkpoint, progress=progress, description=description,
     )
-    if len(trained_ids) > len(ids):
-        keep = lambda leaf: leaf[: len(ids)]  # noqa: E731
-        params, state, history = jax.tree.map(keep, params), jax.tree.map(keep, state), history[:, : len(ids)]
+    params, state, history = plan.trim(params), plan.trim(state), plan.trim(history, axis=1)
+    params, state = plan.place_for_prediction((params, state))
     validation.warn_if_diverged(history, ids)  # e.g. inputs of 1e15: their squares train to NaN
-    params, state = devices_module.place_for_prediction((params, state), len(ids))
     return Ensemble(
         model=model, head=head, params=params, state=state, input_shape=features.shape[1:],
         target_size=size, squeeze_target=not head.is_classifier and np.ndim(y) == 1,

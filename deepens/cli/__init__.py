@@ -34,17 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 DATA_COMMANDS = ("train", "predict", "evaluate")
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from deepens import devices
+    import os
+
+    args = build_parser().parse_args(argv)  # builds without JAX, so --help and usage errors are quick
+    from deepens import cache, devices
 
     try:
         devices.use_cpu_cores()  # one JAX device per core, before JAX starts (a no-op once it has)
     except ValueError as err:  # a bad DEEPENS_CPU_DEVICES
         print(f"deepens: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    args = build_parser().parse_args(argv)
-    import os
-
-    from deepens import cache
 
     if args.no_cache:
         # Through the environment, so the estimators' own call (in fit) sees it too.

@@ -108,8 +108,7 @@ def _check_checkpoint_dir(checkpoints: Path, out: Path) -> None:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the command(s) of this module to the ``deepens`` parser (defaults: :data:`deepens.config.DEFAULTS`)."""
-    from deepens.config import DEFAULTS as D
-    from deepens.methods import METHODS
+    from deepens.config import DEFAULTS as D, METHOD_NAMES  # jax-free: --help does not start JAX
 
     train = commands.add_parser(
         "train", help="train an ensemble on a CSV or Parquet table and save it to a folder",
@@ -139,7 +138,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--clip-norm", type=_clip_norm, default=D.clip_norm, metavar="NORM",
                        help="clip gradients to this global norm: a number, 'none' or 'auto' (default: 1.0 for "
                             "gaussian/laplace heads, none otherwise)")
-    train.add_argument("--method", choices=sorted(METHODS), default=D.method,
+    train.add_argument("--method", choices=sorted(METHOD_NAMES), default=D.method,
                        help="ensemble: independent networks (default); mimo or batchensemble: all members in one "
                             "network, at about one network's cost")
     train.add_argument("--input-repetition", type=float, default=D.input_repetition,
