@@ -18,6 +18,7 @@ from deepens._version import __version__
 
 if TYPE_CHECKING:
     from deepens.adversarial import FGSM, VAT
+    from deepens.config import TrainConfig
     from deepens.ensemble import Ensemble
     from deepens.heads import Categorical, Gaussian, Laplace, Point, StudentT
     from deepens.models import MLP, Model, as_model
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {
     "FGSM": "adversarial",
+    "TrainConfig": "config",
     "VAT": "adversarial",
     "Ensemble": "ensemble",
     "Categorical": "heads",
@@ -64,6 +66,7 @@ __all__ = [
     "Point",
     "RegressionPrediction",
     "StudentT",
+    "TrainConfig",
     "__version__",
     "as_model",
     "categorical_uncertainty",
