@@ -23,7 +23,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from deepens.experiments import bench
 
-    record = bench.run(args.workload, args.members, sequential=not args.no_sequential)
+    record = bench.run(args.workload, args.members, sequential=not args.no_sequential, methods=args.methods)
     text = json.dumps(record, indent=2)
     print(text)
     if args.json:
@@ -115,6 +115,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--members", type=int, help="ensemble size (default: the workload's)")
     bench.add_argument("--json", help="also write the record to this file")
     bench.add_argument("--no-sequential", action="store_true", help="skip the sequential baselines")
+    bench.add_argument("--methods", action="store_true",
+                       help="also time one network, the deep ensemble, MIMO and BatchEnsemble (train and predict)")
     bench.set_defaults(run=_bench)
 
     reproduce = commands.add_parser("reproduce", help="reproduce the paper's benchmarks and write a report")
