@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from deepens import cli
+from deepens.data import paths
 from deepens.experiments import mimo
 
-TINY = mimo.Settings(members=2, mimo_members=(2,), mnist_epochs=1, mnist_hidden=(16,), train_limit=300,
+SHARED = paths.default_data_dir()
+needs_data = pytest.mark.skipif(SHARED is None, reason="the shared benchmark data (../shared/data or $DEEPENS_DATA) is absent")
+TINY = mimo.Settings(data_dir=None if SHARED is None else str(SHARED), members=2, mimo_members=(2,), mnist_epochs=1, mnist_hidden=(16,), train_limit=300,
                      test_limit=100, datasets=("yacht",), splits=2, uci_epochs=2)
 
 
@@ -44,6 +47,7 @@ def tiny_run(tmp_path_factory):
     return out, mimo.run(out, TINY, echo=False)
 
 
+@needs_data
 def test_run_writes_tables_json_and_figure(tiny_run):
     out, result = tiny_run
     for name in ("mimo.json", "mimo_run.json", "mimo.md"):
@@ -55,6 +59,7 @@ def test_run_writes_tables_json_and_figure(tiny_run):
     assert "batchensemble2 (no batch norm)" in text and "Where MIMO does not reach the ensemble" in text
 
 
+@needs_data
 def test_every_method_is_scored(tiny_run):
     _, result = tiny_run
     names = ["single", "ensemble", "mimo2", "batchensemble2"]
