@@ -17,7 +17,10 @@ slicing).
 Methods (issue 8, ``methods=True``): the same workload trained as one network, the deep ensemble of M,
 MIMO with M subnetworks and BatchEnsemble with M members (each a second fit that reuses its compiled
 program), with training seconds and the seconds to predict :data:`PREDICT_ROWS` rows with the uncertainty
-decomposition, each also as a ratio to one network's and to the deep ensemble's. The issue's targets for
+decomposition, each also as a ratio to one network's and to the deep ensemble's. All four train on one
+device, like for like: with several CPU devices a one-network fit splits its batches over them and
+all-reduces every step, and XLA's CPU all-reduce aborts the process when a device thread waits 40 s
+(seen on a 2-core machine at load 17). The issue's targets for
 MIMO at M = 4: training at most 1.3x and prediction at most 1.5x one network's.
 """
 
@@ -153,7 +156,7 @@ def compare_methods(workload: Workload, members: int, x: np.ndarray, y: np.ndarr
     out: dict[str, dict[str, Any]] = {}
     for name, method, m in (("single", "ensemble", 1), ("ensemble", "ensemble", members), ("mimo", "mimo", members),
                             ("batchensemble", "batchensemble", members)):
-        kwargs = dict(members=m, method=method, **workload.fit_kwargs())
+        kwargs = dict(members=m, method=method, devices=1, **workload.fit_kwargs())
         first = deepens.fit(x, y, seed=0, **kwargs)
         second = deepens.fit(x, y, seed=1, **kwargs)
         assert first.timings is not None and second.timings is not None

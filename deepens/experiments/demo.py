@@ -159,6 +159,14 @@ def knowledge_far_near(ensemble: Ensemble, x: np.ndarray, resolution: int = 60) 
     return float(np.mean(far) / max(np.mean(near), 1e-12)) if len(far) and len(near) else float("nan")
 
 
+def _devices(run: Run) -> int | None:
+    """One device for fits of one network (one member, MIMO, BatchEnsemble): several CPU devices would split
+    its 100-row batches and all-reduce every step, which buys nothing at this size, and XLA's CPU
+    all-reduce aborts the process when one device thread waits 40 s (seen twice on a 2-core machine at
+    load 17). Deep ensembles keep every device (members are split, no all-reduce)."""
+    return 1 if run.members == 1 or run.method != "ensemble" else None
+
+
 def _spirals(settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x, y = toy.spirals(settings.spiral_points, noise=settings.spiral_noise, seed=settings.seed)
     x_test, y_test = toy.spirals(max(settings.test_points // 3, 1), noise=settings.spiral_noise, seed=settings.seed + 1)
@@ -172,7 +180,7 @@ def _classification_run(settings: Settings, out: Path, run: Run, name: str, **op
         x, y, head="categorical", hidden=settings.classification_hidden, members=run.members, method=run.method,
         learning_rate=settings.classification_lr, weight_decay=settings.classification_weight_decay,
         adversarial=FGSM(settings.classification_eps, relative=False) if run.adversarial == "fgsm" else None,
-        clip_norm=settings.clip_norm, seed=settings.seed, progress=False, **options,
+        clip_norm=settings.clip_norm, seed=settings.seed, progress=False, devices=_devices(run), **options,
     )
     prediction = ensemble.predict(x_test)
     nll = float(np.mean(prediction.nll(y_test)))

@@ -115,6 +115,15 @@ def error_correlation(errors: Any) -> float | None:
     return float((corr.sum() - np.trace(corr)) / (m * (m - 1)))
 
 
+def _devices(settings: Settings, method: str, members: int) -> int | None:
+    """``settings.devices``, or by default one device for fits of one network: with several CPU devices a
+    one-network fit splits its batches and all-reduces every step, and XLA's CPU all-reduce aborts the
+    process when a device thread waits 40 s (seen on a loaded 2-core machine)."""
+    if settings.devices is not None:
+        return settings.devices
+    return None if method == "ensemble" and members > 1 else 1
+
+
 def parameter_count(ensemble: Any) -> int:
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(ensemble.params)))
 
@@ -151,7 +160,7 @@ def run_mnist(settings: Settings, echo: bool = True) -> dict[str, Any]:
         ensemble = fit(
             x, y, head="categorical", model=MLP(tuple(settings.mnist_hidden), 10, batch_norm=batch_norm),
             members=members, method=method, epochs=settings.mnist_epochs, batch_size=settings.batch_size,
-            optimizer=optimizer, num_classes=10, seed=settings.seed, devices=settings.devices, progress=echo, description=f"MNIST {name}",
+            optimizer=optimizer, num_classes=10, seed=settings.seed, devices=_devices(settings, method, members), progress=echo, description=f"MNIST {name}",
         )
         outputs = np.asarray(ensemble.member_outputs(x_test))
         ood = np.asarray(ensemble.member_outputs(x_ood))
@@ -190,7 +199,7 @@ def run_uci_dataset(dataset: uci_data.UCIDataset, settings: Settings) -> dict[st
             ensemble = fit(x, y, head="gaussian", hidden=(hidden,), members=members, method=method,
                            epochs=settings.uci_epochs, batch_size=settings.batch_size,
                            learning_rate=settings.uci_learning_rate, clip_norm=None, seed=settings.seed,
-                           devices=settings.devices, progress=False)
+                           devices=_devices(settings, method, members), progress=False)
             prediction = ensemble.predict(x_test)
             scores = metrics.evaluate(prediction, y_test, target_shift=sy.mean, target_scale=sy.std)
             residuals = np.asarray(prediction.member_means).reshape(members, len(x_test)) - sy.transform(y_test)[None]
