@@ -159,7 +159,7 @@ def reliability_diagrams(diagrams: Mapping[str, Any]) -> Figure:
 
 def nll_vs_training_cost(panels: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Figure:
     """One panel per benchmark: each method's test NLL (``nll`` or ``nll_mean``, with ``nll_se`` when
-    given) against its training seconds relative to the single network's (log scale), labelled by name.
+    given) against its training seconds relative to the single network's, labelled by name.
     ``panels[benchmark][method]`` is a record of ``mimo.json``."""
     names = list(panels)
     columns = min(4, max(len(names), 1))
@@ -177,7 +177,6 @@ def nll_vs_training_cost(panels: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
             se = r.get("nll_se") or 0.0
             ax.errorbar([cost], [nll], yerr=[[se], [se]], fmt="o", color=f"C{i}", label=method)
             ax.annotate(method, (cost, nll), xytext=(4, 4), textcoords="offset points", fontsize=7)
-        ax.set_xscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("training time / one network's")
         ax.set_ylabel("test NLL")
