@@ -47,8 +47,28 @@ def test_sequential_loops_train(style):
 
 
 def test_cli_bench_writes_json(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "run", lambda name, members, sequential: {"workload": name, "members": members,
-                                                                       "sequential": sequential})
+    monkeypatch.setattr(bench, "run", lambda name, members, sequential, methods: {
+        "workload": name, "members": members, "sequential": sequential, "methods": methods})
     out = tmp_path / "r.json"
     assert cli.main(["bench", "--workload", "w2", "--members", "3", "--no-sequential", "--json", str(out)]) == 0
     assert '"members": 3' in out.read_text() and '"sequential": false' in out.read_text()
+    assert '"methods": false' in out.read_text()
+    assert cli.main(["bench", "--workload", "w3", "--methods", "--json", str(out)]) == 0
+    assert '"methods": true' in out.read_text()
+
+
+def test_methods_rows_time_every_method(monkeypatch):
+    x, y = bench.WORKLOADS["w2"].data()
+    tiny = dataclasses.replace(bench.WORKLOADS["w2"], data=lambda: (x[:200], y[:200]), epochs=2)
+    monkeypatch.setitem(bench.WORKLOADS, "w2", tiny)
+    monkeypatch.setattr(bench, "PREDICT_ROWS", 256)
+    rows = bench.run("w2", members=3, sequential=False, predict=False, methods=True)["methods"]
+    assert list(rows) == ["single", "ensemble", "mimo", "batchensemble"]
+    for name, r in rows.items():
+        assert r["train_s"] > 0 and r["predict_s"] > 0 and r["members"] == (1 if name == "single" else 3)
+    assert rows["single"]["train_vs_single"] == 1.0 and rows["ensemble"]["predict_vs_ensemble"] == 1.0
+    # Parameters by hand: 9-100-2 per network; MIMO reads 3 x 9 inputs and gives 3 x 2 outputs.
+    assert rows["single"]["parameters"] == 9 * 100 + 100 + 100 * 2 + 2
+    assert rows["ensemble"]["parameters"] == 3 * rows["single"]["parameters"]
+    assert rows["mimo"]["parameters"] == 27 * 100 + 100 + 100 * 6 + 6
+    assert set(rows["mimo"]["targets_met"]) == {"train_vs_single", "predict_vs_single"}

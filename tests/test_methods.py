@@ -311,3 +311,20 @@ def test_adversarial_training_on_slotted_inputs(regression_data, method, adversa
     clean = deepens.fit(x, y, method=method, members=2, hidden=(8,), epochs=2, batch_size=8, progress=False)
     assert np.isfinite(ensemble.history).all()
     assert not np.allclose(ensemble.history, clean.history)  # the perturbation reached the loss
+
+
+@pytest.mark.parametrize("method", [MIMO(members=2, input_repetition=0.25), BatchEnsemble(members=2)])
+def test_several_slotted_networks_train_vmapped_like_separate_fits(regression_data, method):
+    x, y = regression_data
+    settings = dict(method=method, hidden=(8,), epochs=3, batch_size=8, learning_rate=1e-2, seed=5, progress=False)
+    together = deepens.fit(x, y, members=4, **settings)  # two networks of two members, side by side
+    assert together.networks == 2 and together.members == 4 and together.history.shape == (3, 2)
+    alone = [deepens.fit(x, y, members=2, member_ids=[g], **settings) for g in (0, 1)]
+    for g, single in enumerate(alone):
+        assert single.networks == 1
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[g], b[0], rtol=1e-5, atol=1e-6),
+                     together.params, single.params)
+        np.testing.assert_allclose(together.history[:, g], single.history[:, 0], rtol=1e-5)
+    separate = np.concatenate([np.asarray(s.member_outputs(x)) for s in alone])  # network-major members
+    np.testing.assert_allclose(np.asarray(together.member_outputs(x)), separate, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(separate[0], separate[2])  # the two networks are different draws

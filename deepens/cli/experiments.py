@@ -22,11 +22,17 @@ def _check_out_folder(out: str) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
     from deepens.experiments import demo
 
     _check_seed(args.seed)
     _check_out_folder(args.out)
-    demo.run(args.out, demo.Settings(seed=args.seed))
+    base = demo.FULL if args.full else demo.Settings()
+    if args.practical:  # the practical's unclipped regression, beside the default run's figures
+        base = dataclasses.replace(base, clip_norm=demo.PRACTICAL.clip_norm, experiments=demo.PRACTICAL.experiments)
+    demo.run(os.path.join(args.out, "practical") if args.practical else args.out, dataclasses.replace(base, seed=args.seed))
     return 0
 
 def _bench(args: argparse.Namespace) -> int:
@@ -42,7 +48,7 @@ def _bench(args: argparse.Namespace) -> int:
             raise CommandError(f"--json {args.json} is a folder; name a file")
         if not target.parent.is_dir():
             raise CommandError(f"--json {args.json}: the folder {target.parent} does not exist")
-    record = bench.run(args.workload, args.members, sequential=not args.no_sequential)
+    record = bench.run(args.workload, args.members, sequential=not args.no_sequential, methods=args.methods)
     text = json.dumps(record, indent=2)
     print(text)
     if args.json:
@@ -105,6 +111,20 @@ def _reproduce(args: argparse.Namespace) -> int:
         shift.run(args.out, shift.Settings(**{f: getattr(base, f) for f in base.__dataclass_fields__}))
         print(f"dataset shift: {args.out}/shift.md")
         return 0
+    elif args.benchmark == "mimo":
+        from deepens.experiments import mimo
+
+        fields = {k: v for k, v in dict(
+            data_dir=args.data_dir, seed=args.seed, train_limit=args.train_limit, test_limit=args.test_limit,
+            datasets=_names(args.datasets), splits=args.splits, benchmarks=_names(args.benchmarks),
+            members=args.members, devices=args.devices).items() if v is not None}
+        if args.members is not None:
+            fields["mimo_members"] = tuple(k for k in mimo.Settings.mimo_members if k < args.members) + (args.members,)
+        if args.epochs is not None:
+            fields.update(mnist_epochs=args.epochs, uci_epochs=args.epochs)
+        mimo.run(args.out, mimo.Settings(**fields))
+        print(f"MIMO and BatchEnsemble against deep ensembles: {args.out}/mimo.md")
+        return 0
     else:
         report.run(args.out, _uci_settings(args, members=args.uci_members, epochs=args.uci_epochs),
                    _mnist_settings(args, members=args.mnist_members, epochs=args.mnist_epochs))
@@ -117,6 +137,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the practical's toy experiments and write figures and metrics.json")
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--full", action="store_true",
+                      help="train Part II (MIMO, BatchEnsemble) for the practical's 10,000 epochs (minutes)")
+    demo.add_argument("--practical", action="store_true",
+                      help="the practical's regression exactly (no gradient clipping), into OUT/practical")
     demo.set_defaults(run=_demo)
 
     bench = commands.add_parser("bench", help="measure training speed on a standard workload")
@@ -125,6 +149,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--members", type=int, help="ensemble size (default: the workload's)")
     bench.add_argument("--json", help="also write the record to this file")
     bench.add_argument("--no-sequential", action="store_true", help="skip the sequential baselines")
+    bench.add_argument("--methods", action="store_true",
+                       help="also time one network, the deep ensemble, MIMO and BatchEnsemble (train and predict)")
     bench.set_defaults(run=_bench)
 
     reproduce = commands.add_parser("reproduce", help="reproduce the paper's benchmarks and write a report")
@@ -133,9 +159,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mnist_parser = benchmarks.add_parser("mnist", help="MNIST: ensemble size, FGSM, NotMNIST (Figures 2, 3, 6)")
     shift_parser = benchmarks.add_parser(
         "shift", help="MNIST under rotation, translation and corruptions (Ovadia et al. 2019)")
+    mimo_parser = benchmarks.add_parser(
+        "mimo", help="MIMO and BatchEnsemble against deep ensembles on MNIST and UCI (issue 8)")
     all_parser = benchmarks.add_parser("all", help="both, and report.md")
     for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"),
-                             (shift_parser, "results/shift"), (all_parser, "results")):
+                             (shift_parser, "results/shift"), (mimo_parser, "results/mimo"), (all_parser, "results")):
         sub.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
         sub.add_argument("--data-dir", default=None,
                          help="data folder (default: ../shared/data beside the repository, or $DEEPENS_DATA)")
@@ -157,6 +185,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         defaults = {"uci": "5, 40", "mnist": "10, 20", "shift": "5, 20"}[name]
         sub.add_argument("--members", type=_positive, default=None, help=f"ensemble size (default: {defaults.split(',')[0]})")
         sub.add_argument("--epochs", type=_positive, default=None, help=f"epochs (default:{defaults.split(',')[1]})")
+    for flag, text in (("--train-limit", "use the first N MNIST training images"),
+                       ("--test-limit", "use the first N images of each MNIST test set"),
+                       ("--splits", "use the first N splits of each UCI set (default: all)")):
+        mimo_parser.add_argument(flag, type=_positive, default=None, help=text)
+    mimo_parser.add_argument("--datasets", default=None, help="comma-separated UCI folder names (default: all)")
+    mimo_parser.add_argument("--benchmarks", default=None, help="comma-separated: mnist,uci (default: both)")
+    mimo_parser.add_argument("--members", type=_positive, default=None,
+                             help="M of the ensemble, MIMO and BatchEnsemble (default: 4; MIMO also 2, 3)")
+    mimo_parser.add_argument("--epochs", type=_positive, default=None, help="epochs (default: MNIST 20, UCI 40)")
     mnist_parser.add_argument("--learning-rate", dest="mnist_learning_rate", type=float, default=None,
                               help="Adam learning rate, cosine-decayed (default: 0.001)")
     all_parser.add_argument("--uci-members", type=_positive, default=None, help="UCI ensemble size (default: 5)")

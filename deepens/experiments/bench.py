@@ -13,6 +13,15 @@ sequential loops run in a fresh process with JAX's single default CPU device: on
 member per batch, members one after another, written the practical's way (device arrays, a
 ``jax.random.permutation`` per epoch, batches sliced from Python) and a tuned host loop (numpy order and
 slicing).
+
+Methods (issue 8, ``methods=True``): the same workload trained as one network, the deep ensemble of M,
+MIMO with M subnetworks and BatchEnsemble with M members (each a second fit that reuses its compiled
+program), with training seconds and the seconds to predict :data:`PREDICT_ROWS` rows with the uncertainty
+decomposition, each also as a ratio to one network's and to the deep ensemble's. All four train on one
+device, like for like: with several CPU devices a one-network fit splits its batches over them and
+all-reduces every step, and XLA's CPU all-reduce aborts the process when a device thread waits 40 s
+(seen on a 2-core machine at load 17). The issue's targets for
+MIMO at M = 4: training at most 1.3x and prediction at most 1.5x one network's.
 """
 
 from __future__ import annotations
@@ -137,6 +146,32 @@ def run_deepens(workload: Workload, members: int, x: np.ndarray, y: np.ndarray) 
     }, second
 
 
+METHOD_TARGETS = {"mimo": {"train_vs_single": 1.3, "predict_vs_single": 1.5}}
+
+
+def compare_methods(workload: Workload, members: int, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, Any]]:
+    """One network, the deep ensemble, MIMO and BatchEnsemble of ``members`` on the workload: seconds and
+    ratios (see the module docstring)."""
+    rows = np.resize(x, (PREDICT_ROWS, *x.shape[1:]))
+    out: dict[str, dict[str, Any]] = {}
+    for name, method, m in (("single", "ensemble", 1), ("ensemble", "ensemble", members), ("mimo", "mimo", members),
+                            ("batchensemble", "batchensemble", members)):
+        kwargs = dict(members=m, method=method, devices=1, **workload.fit_kwargs())
+        first = deepens.fit(x, y, seed=0, **kwargs)
+        second = deepens.fit(x, y, seed=1, **kwargs)
+        assert first.timings is not None and second.timings is not None
+        out[name] = {"method": method, "members": m, "compile_s": first.timings.compile_s,
+                     "train_s": second.timings.train_s, "predict_s": len(rows) / prediction_throughput(second, rows),
+                     "parameters": int(sum(np.size(leaf) for leaf in jax.tree.leaves(second.params)))}
+    for entry in out.values():
+        for key in ("train", "predict"):
+            entry[f"{key}_vs_single"] = entry[f"{key}_s"] / out["single"][f"{key}_s"]
+            entry[f"{key}_vs_ensemble"] = entry[f"{key}_s"] / out["ensemble"][f"{key}_s"]
+    for name, targets in METHOD_TARGETS.items():
+        out[name]["targets_met"] = {key: bool(out[name][key] <= limit) for key, limit in targets.items()}
+    return out
+
+
 def sequential_loop(workload: Workload, members: int, style: str) -> dict[str, float]:
     """Members one after another, one jitted Adam step per batch (see the module docstring)."""
     x, y = workload.data()
@@ -195,7 +230,8 @@ def sequential_in_fresh_process(workload: str, members: int, style: str) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(name: str, members: int | None = None, *, sequential: bool = True, predict: bool = True) -> dict[str, Any]:
+def run(name: str, members: int | None = None, *, sequential: bool = True, predict: bool = True,
+        methods: bool = False) -> dict[str, Any]:
     """Measure one workload; the record ``deepens bench --json`` writes."""
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; choose one of {sorted(WORKLOADS)}")
@@ -226,6 +262,8 @@ def run(name: str, members: int | None = None, *, sequential: bool = True, predi
             record[f"sequential_{style}"] = baseline
             record[f"sequential_{style}_ratio"] = baseline["train_s"] / measured["train_s"]
         record["sequential_ratio"] = record["sequential_practical_ratio"]
+    if methods:
+        record["methods"] = compare_methods(workload, members, x, y)
     return record
 
 

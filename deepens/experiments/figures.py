@@ -7,6 +7,7 @@
 - :func:`accuracy_vs_confidence`: accuracy against a confidence threshold on known + unknown inputs
   (Figure 6).
 - :func:`reliability_diagrams`: accuracy against confidence per bin.
+- :func:`nll_vs_training_cost`: test NLL against training seconds per method (``reproduce mimo``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from deepens.experiments import paper
 from deepens.plots import save
 
 __all__ = ["save", "uci_figure", "metrics_vs_members", "entropy_histograms", "accuracy_vs_confidence",
-           "reliability_diagrams"]
+           "reliability_diagrams", "nll_vs_training_cost"]
 
 COLOURS = {"ensemble": "C0", "ensemble_at": "C1", "single": "C2", "single_at": "C3", "ensemble_mse": "C4"}
 VARIANT_LABELS = {"ensemble": "Ensemble", "ensemble_at": "Ensemble + AT (FGSM)"}
@@ -152,5 +153,36 @@ def reliability_diagrams(diagrams: Mapping[str, Any]) -> Figure:
         ax.set_ylabel("accuracy")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
+    figure.tight_layout()
+    return figure
+
+
+def nll_vs_training_cost(panels: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Figure:
+    """One panel per benchmark: each method's test NLL (``nll`` or ``nll_mean``, with ``nll_se`` when
+    given) against its training seconds relative to the single network's, labelled by name.
+    ``panels[benchmark][method]`` is a record of ``mimo.json``."""
+    names = list(panels)
+    columns = min(4, max(len(names), 1))
+    rows = -(-max(len(names), 1) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.6 * rows))
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, name in zip(axes, names):
+        methods = panels[name]
+        base = (methods.get("single") or {}).get("train_seconds") or 1.0
+        for i, (method, r) in enumerate(methods.items()):
+            nll = r.get("nll", r.get("nll_mean"))
+            if nll is None:
+                continue
+            cost = max(r["train_seconds"], 1e-9) / base
+            se = r.get("nll_se") or 0.0
+            ax.errorbar([cost], [nll], yerr=[[se], [se]], fmt="o", color=f"C{i}", label=method)
+            ax.annotate(method, (cost, nll), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training time / one network's")
+        ax.set_ylabel("test NLL")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    figure.suptitle("Test NLL against training cost: one network, deep ensemble, MIMO, BatchEnsemble", fontsize=10)
     figure.tight_layout()
     return figure
