@@ -112,6 +112,11 @@ def entropy(probs: Array, axis: int = -1) -> Array:
     :func:`check_probabilities`; unchecked, with NaN propagated, under ``jit``).
     """
     probs = check_probabilities("entropy: probs", probs, axis=axis)
+    return _entropy(probs, axis % jnp.ndim(probs))
+
+
+@functools.partial(jax.jit, static_argnames=("axis",))
+def _entropy(probs: Array, axis: int = -1) -> Array:
     return -jnp.sum(_plogp(probs), axis=axis)
 
 
@@ -131,9 +136,14 @@ def categorical_uncertainty(member_probs: Array) -> CategoricalUncertainty:
     member_probs = check_probabilities("categorical_uncertainty: member_probs", member_probs, min_ndim=2)
     if _concrete(member_probs) and member_probs.shape[0] == 0:
         raise ValueError("categorical_uncertainty: member_probs has no member (shape (0, ...))")
+    return _categorical_uncertainty(member_probs)
+
+
+@jax.jit
+def _categorical_uncertainty(member_probs: Array) -> CategoricalUncertainty:
     mean_probs = jnp.mean(member_probs, axis=0)
-    total = entropy(mean_probs)
-    data = jnp.mean(entropy(member_probs), axis=0)
+    total = _entropy(mean_probs)
+    data = jnp.mean(_entropy(member_probs), axis=0)
     log_mean = jnp.log(jnp.where(mean_probs == 0, 1.0, mean_probs))
     # Where p_m > 0, the mean is > 0 too, so log_mean is finite wherever it is used.
     kl = jnp.sum(_plogp(member_probs) - jnp.where(member_probs == 0, 0.0, member_probs * log_mean), axis=-1)
@@ -154,6 +164,11 @@ def variance_uncertainty(member_means: Array, member_variances: Array) -> Varian
     """
     if _concrete(member_means) and _concrete(member_variances):
         member_means, member_variances = _check_moments(member_means, member_variances)
+    return _variance_uncertainty(member_means, member_variances)
+
+
+@jax.jit
+def _variance_uncertainty(member_means: Array, member_variances: Array) -> VarianceUncertainty:
     aleatoric = jnp.mean(member_variances, axis=0)
     epistemic = jnp.var(member_means, axis=0)
     return VarianceUncertainty(total=aleatoric + epistemic, aleatoric=aleatoric, epistemic=epistemic)
@@ -175,8 +190,20 @@ def _check_moments(member_means: Any, member_variances: Any) -> tuple[Array, Arr
         raise ValueError(f"{name}: member_means {means.shape} and member_variances {variances.shape} must have one shape")
     if means.ndim < 1 or means.shape[0] == 0:
         raise ValueError(f"{name}: the arrays need a leading member axis with at least one member, got {means.shape}")
-    if not (bool(jnp.all(jnp.isfinite(means))) and bool(jnp.all(jnp.isfinite(variances)))):
-        raise ValueError(f"{name}: member_means or member_variances contains NaN or inf")
-    if variances.size and float(jnp.min(variances)) < 0:
-        raise ValueError(f"{name}: member_variances must be >= 0, got minimum {float(jnp.min(variances))}")
+    if means.size:
+        if isinstance(member_means, jax.Array) or isinstance(member_variances, jax.Array):
+            finite, lowest = (float(v) for v in _moment_stats(means, variances))
+        else:  # host input: checked on the host, with no program to compile for its shape
+            host_means, host_variances = np.asarray(member_means), np.asarray(member_variances)
+            finite = np.all(np.isfinite(host_means)) and np.all(np.isfinite(host_variances))
+            lowest = float(np.min(host_variances))
+        if not finite:
+            raise ValueError(f"{name}: member_means or member_variances contains NaN or inf")
+        if lowest < 0:
+            raise ValueError(f"{name}: member_variances must be >= 0, got minimum {lowest}")
     return means, variances
+
+
+@jax.jit
+def _moment_stats(means: Array, variances: Array) -> tuple[Array, Array]:
+    return jnp.all(jnp.isfinite(means)) & jnp.all(jnp.isfinite(variances)), jnp.min(variances)
