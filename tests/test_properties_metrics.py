@@ -232,7 +232,8 @@ def test_ood_metrics_agree_with_scikit_learn_and_are_rank_invariant(case):
     assert auroc == pytest.approx(roc_auc_score(is_ood, score), abs=1e-12)
     assert metrics.aupr(is_ood, score=score) == pytest.approx(average_precision_score(is_ood, score), abs=1e-12)
     assert metrics.auroc(is_ood, score=-score) == pytest.approx(1 - auroc, abs=1e-12)
-    assert metrics.auroc(is_ood, score=np.arctan(score.astype(np.float64) / 1e3)) == pytest.approx(auroc, abs=1e-12)
+    for monotone in (4.0 * score.astype(np.float64), stats.rankdata(score)):  # exactly order-preserving
+        assert metrics.auroc(is_ood, score=monotone) == pytest.approx(auroc, abs=1e-12)
     fpr, tpr, _ = metrics.roc_curve(is_ood, score=score)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and fpr[-1] == tpr[-1] == 1
     assert 0 <= metrics.fpr_at_tpr(is_ood, score=score, tpr=0.95) <= 1
@@ -390,3 +391,11 @@ def test_invalid_detection_and_selective_input_raises_a_value_error(name, how, c
     second = "confidence" if name in ("risk_coverage_curve", "aurc", "accuracy_vs_confidence", "reliability") else "score"
     with pytest.raises(ValueError):
         function(flags, **{second: score})
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="metrics.fpr_at_tpr(is_ood, score=s, tpr=None) (or tpr='x', "
+                   "tpr=[0.95]) raises TypeError from the comparison 0.0 < tpr: expected a ValueError naming tpr")
+@pytest.mark.parametrize("tpr", [None, "x", [0.95]])
+def test_fpr_at_tpr_refuses_a_non_numeric_rate(tpr):
+    with pytest.raises(ValueError, match="tpr"):
+        metrics.fpr_at_tpr([True, False, True], score=[0.3, 0.1, 0.9], tpr=tpr)
