@@ -198,7 +198,8 @@ def _check_moments(member_means: Any, member_variances: Any) -> tuple[Array, Arr
             finite = np.all(np.isfinite(host_means)) and np.all(np.isfinite(host_variances))
             lowest = float(np.min(host_variances))
         if not finite:
-            raise ValueError(f"{name}: member_means or member_variances contains NaN or inf")
+            raise ValueError(f"{name}: member_means or member_variances contains NaN or inf (for finite inputs, "
+                             "the members' outputs overflowed or training diverged)")
         if lowest < 0:
             raise ValueError(f"{name}: member_variances must be >= 0, got minimum {lowest}")
     return means, variances
