@@ -25,10 +25,7 @@ def features(x: Any, *, name: str = "x", num_features: int | None = None) -> np.
     Raises ValueError for non-numeric, 0-d or 1-d, empty, NaN/inf input, or a width other than
     ``num_features`` (the width seen in training).
     """
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric: {err}") from None
+    arr = _float32(x, name)
     if arr.ndim < 2:
         raise ValueError(
             f"{name} must be 2-D (examples, features), got shape {arr.shape}; "
@@ -55,10 +52,7 @@ def _as_shape(num_features: int | tuple[int, ...]) -> tuple[int, ...]:
 
 def regression_targets(y: Any, n: int, *, name: str = "y") -> np.ndarray:
     """``y`` as a finite float32 array ``(N, T)`` from ``(N,)`` or ``(N, T)``."""
-    try:
-        arr = np.asarray(y, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric: {err}") from None
+    arr = _float32(y, name)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (examples,) or 2-D (examples, targets), got shape {arr.shape}")
     _same_length(name, arr, n)
@@ -82,6 +76,7 @@ def class_labels(y: Any, n: int, *, num_classes: int | None = None, name: str = 
             raise ValueError(f"{name} contains NaN or inf in {_describe_rows(bad)}")
         if np.any(arr != np.round(arr)):
             raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+    _labels_fit_int32(name, arr)
     labels = arr.astype(np.int64)
     if num_classes is None:
         num_classes = int(labels.max()) + 1
@@ -107,3 +102,42 @@ def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def _float32(a: Any, name: str) -> np.ndarray:
+    """``a`` as float32; ValueError for non-numbers, complex numbers (whose imaginary part would be dropped)
+    and finite values too large for float32 (which would become inf), naming the rows of the latter."""
+    try:
+        raw = np.asarray(a)
+        if raw.dtype.kind == "c":
+            raise ValueError(f"{name} must be real numbers, got complex dtype {raw.dtype}")
+        with np.errstate(over="ignore"):
+            arr = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        if str(err).startswith(name):
+            raise
+        raise ValueError(f"{name} must be numeric: {err}") from None
+    # Only floats wider than float32 can overflow it (every integer up to 2**64 fits its range).
+    if raw.dtype.kind == "f" and raw.dtype.itemsize > 4 and arr.ndim and arr.shape[0] and not np.all(np.isfinite(arr)):
+        rows = _bad_rows(arr)
+        became_inf = np.isinf(arr.reshape(arr.shape[0], -1)[rows]) & np.isfinite(raw.reshape(raw.shape[0], -1)[rows])
+        overflow = rows[np.any(became_inf, axis=1)]
+        if len(overflow):
+            raise ValueError(
+                f"{name} is too large for float32 (magnitude above {float(np.finfo(np.float32).max):.3g}) in "
+                f"{_describe_rows(overflow)}; rescale it"
+            )
+    return arr
+
+
+def _labels_fit_int32(name: str, labels: np.ndarray) -> None:
+    """Class labels must be indices a model can have: non-empty and below 2**31 - 1 (labels are int32)."""
+    if labels.size == 0:
+        raise ValueError(f"{name} is empty: it has no class labels")
+    limit = np.iinfo(np.int32).max
+    too_large = np.flatnonzero(np.abs(labels.astype(np.float64)) >= limit)
+    if len(too_large):
+        raise ValueError(
+            f"{name} has class labels too large to be class indices in {_describe_rows(too_large)} "
+            f"(e.g. {labels[too_large[0]]}); labels are 0..K-1"
+        )
