@@ -168,6 +168,11 @@ def fit_temperature(log_probs: Any, labels: Any) -> float:
         method="bounded",
         options={"xatol": 1e-8},
     )
+    # Where the NLL does not depend on T (every held-out row uniform, say), any T is optimal and the search
+    # ends anywhere, even at a bound that would then sharpen every later prediction 100 times: keep T = 1
+    # unless it is measurably worse.
+    if _nll(lp, lab, 1.0) <= res.fun + 1e-12 * (1.0 + abs(res.fun)):
+        return 1.0
     return float(math.exp(res.x))
 
 
