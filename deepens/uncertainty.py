@@ -112,7 +112,7 @@ def entropy(probs: Array, axis: int = -1) -> Array:
     :func:`check_probabilities`; unchecked, with NaN propagated, under ``jit``).
     """
     probs = check_probabilities("entropy: probs", probs, axis=axis)
-    return _entropy(probs, axis % jnp.ndim(probs))
+    return _entropy(probs, axis)
 
 
 @functools.partial(jax.jit, static_argnames=("axis",))

@@ -401,3 +401,17 @@ def test_classification_prediction_refuses_invalid_labels(bad):
     prediction = ClassificationPrediction(jnp.zeros((2, 3, 2)))
     with pytest.raises(ValueError):
         prediction.nll(np.array([0, 1, bad]))
+
+
+@pytest.mark.xfail(strict=True, reason="heads accept invalid settings: Gaussian(min_scale=-1.0) gives negative scales "
+                   "(softplus(-30) - 1) and min_scale=0.0 a NaN nll at rho=-200; Laplace(min_scale=nan) is accepted; "
+                   "Gaussian(beta=None) and StudentT(min_df=None) raise TypeError; Gaussian().split(0-d array) raises "
+                   "IndexError: each should be a ValueError naming the setting")
+@pytest.mark.parametrize("make", [
+    lambda: heads.Gaussian(min_scale=-1.0), lambda: heads.Gaussian(min_scale=0.0),
+    lambda: heads.Laplace(min_scale=float("nan")), lambda: heads.Gaussian(beta=None),
+    lambda: heads.StudentT(min_df=None), lambda: heads.Gaussian().split(jnp.float32(1.0)),
+], ids=["negative_min_scale", "zero_min_scale", "nan_min_scale", "beta_none", "min_df_none", "split_0d"])
+def test_invalid_head_settings_raise_a_value_error(make):
+    with pytest.raises(ValueError):
+        make()
