@@ -145,8 +145,11 @@ def _categorical_uncertainty(member_probs: Array) -> CategoricalUncertainty:
     total = _entropy(mean_probs)
     data = jnp.mean(_entropy(member_probs), axis=0)
     log_mean = jnp.log(jnp.where(mean_probs == 0, 1.0, mean_probs))
-    # Where p_m > 0, the mean is > 0 too, so log_mean is finite wherever it is used.
-    kl = jnp.sum(_plogp(member_probs) - jnp.where(member_probs == 0, 0.0, member_probs * log_mean), axis=-1)
+    log_members = jnp.log(jnp.where(member_probs == 0, 1.0, member_probs))
+    # Where p_m > 0, the mean is > 0 too, so log_mean is finite wherever it is used. p (log p - log mean)
+    # rather than p log p - p log mean: the compiler may fuse the latter into a multiply-add that leaves
+    # ~1e-9 where the member equals the mean, and one member must have exactly zero knowledge uncertainty.
+    kl = jnp.sum(jnp.where(member_probs == 0, 0.0, member_probs * (log_members - log_mean)), axis=-1)
     knowledge = jnp.maximum(jnp.mean(kl, axis=0), 0.0)
     return CategoricalUncertainty(total=total, data=data, knowledge=knowledge)
 
