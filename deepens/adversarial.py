@@ -15,7 +15,7 @@ VAT (Miyato et al.), which needs no labels:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,8 @@ import numpy as np
 from jax import Array
 
 PerExample = Callable[[Array], Array]
+LossFn = Callable[[Array, Array], Array]  # (outputs, y) -> per-example loss (N,) or (N, slots)
+KL = Callable[[Array, Array], Array]  # (outputs_p, outputs_q) -> (N,)
 
 
 def _check_eps(eps: float) -> None:
@@ -40,6 +42,39 @@ class FGSM:
 
     def __post_init__(self) -> None:
         _check_eps(self.eps)
+
+    def objective(
+        self,
+        loss_fn: LossFn,
+        predict: PerExample,
+        x: Array,
+        y: Array,
+        *,
+        eps: Array | float | None = None,
+        scale: Array | float = 1.0,
+        outputs: Array | None = None,
+        key: Array | None = None,
+        kl: KL | None = None,
+    ) -> Array:
+        """Per-example ``(loss(x, y) + loss(x', y)) / 2`` with ``x' = x + eps * scale * sign(grad_x loss)``.
+
+        Args:
+          loss_fn: ``(outputs, y) -> (N,)`` per-example loss (``(N, slots)`` for slotted methods).
+          predict: ``x -> outputs`` at the current parameters.
+          x: ``(N, ...)`` inputs; y: their labels or targets.
+          eps: the step; default ``self.eps``. The trainer passes it as an array, so one compiled program
+            serves every eps.
+          scale: per-feature multiplier of eps (:func:`input_scale`), broadcastable to ``x``.
+          outputs: ``predict(x)`` when the caller already has it (its clean loss is reused).
+          key, kl: unused; VAT's, accepted so the trainer calls both objectives alike.
+        Returns:
+          The per-example objective, shaped like ``loss_fn``'s result; ``x'`` is a constant for gradients.
+        """
+        del key, kl
+        eps = self.eps if eps is None else eps
+        clean = loss_fn(predict(x) if outputs is None else outputs, y)
+        x_adv = fgsm_perturb(lambda inputs: loss_fn(predict(inputs), y), x, eps * scale)
+        return 0.5 * (clean + loss_fn(predict(x_adv), y))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +99,36 @@ class VAT:
                 f"iterations={self.iterations}, weight={self.weight}"
             )
 
+    def objective(
+        self,
+        loss_fn: LossFn,
+        predict: PerExample,
+        x: Array,
+        y: Array,
+        *,
+        eps: Array | float | None = None,
+        scale: Array | float = 1.0,
+        outputs: Array | None = None,
+        key: Array | None = None,
+        kl: KL | None = None,
+    ) -> Array:
+        """Per-example ``loss(x, y) + weight * KL(p(.|x) || p(.|x + r_adv))`` (see :func:`vat_divergence`).
 
-Adversarial = Union[FGSM, VAT]
+        Args:
+          loss_fn, predict, x, y, outputs: as :meth:`FGSM.objective`.
+          eps: the L2 radius; default ``self.eps`` (an array in the trainer: one program for every eps).
+          scale: per-feature units of the radius (:func:`input_scale`).
+          key: PRNG key of the power iteration's random start (required).
+          kl: the head's ``kl(outputs_p, outputs_q) -> (N,)`` (required).
+        """
+        if key is None or kl is None:
+            raise ValueError("VAT.objective needs the PRNG key and the head's kl")
+        outputs = predict(x) if outputs is None else outputs
+        divergence = vat_divergence(predict, kl, x, outputs, key, self, scale, eps=eps)
+        return loss_fn(outputs, y) + self.weight * divergence
+
+
+Adversarial = FGSM | VAT
 
 
 def get_adversarial(adversarial: str | Adversarial | None, eps: float | None = None) -> Adversarial | None:
@@ -122,7 +185,7 @@ def vat_perturbation(
     x: Array,
     key: Array,
     *,
-    eps: float,
+    eps: Array | float,
     xi: float = 1e-3,
     iterations: int = 1,
     scale: Array | float = 1.0,
@@ -152,6 +215,8 @@ def vat_divergence(
     key: Array,
     config: VAT,
     scale: Array | float = 1.0,
+    *,
+    eps: Array | float | None = None,
 ) -> Array:
     """Per-example KL(p(.|x) || p(.|x + r_adv)), ``(N,)``, the VAT regulariser (no labels needed).
 
@@ -159,10 +224,12 @@ def vat_divergence(
       predict: ``x -> outputs`` at the current parameters.
       kl: the head's ``kl(outputs_p, outputs_q) -> (N,)``.
       clean_outputs: ``predict(x)``, held fixed as the target distribution.
+      eps: the radius, default ``config.eps`` (an array when traced, so eps is not part of the program).
     """
     target = jax.lax.stop_gradient(clean_outputs)
     divergence = lambda r: kl(target, predict(x + r))  # noqa: E731
     r = vat_perturbation(
-        divergence, x, key, eps=config.eps, xi=config.xi, iterations=config.iterations, scale=scale
+        divergence, x, key, eps=config.eps if eps is None else eps, xi=config.xi, iterations=config.iterations,
+        scale=scale,
     )
     return divergence(r)

@@ -14,38 +14,64 @@ once (about 2x on two cores).
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MEMBERS, DATA = "members", "data"
-Devices = int | Sequence[jax.Device] | Mesh | None
+if TYPE_CHECKING:
+    # jax.Device names a class of a compiled extension that ships no stubs: type checkers cannot see it.
+    Device: TypeAlias = Any
+else:
+    Device = jax.Device
+Devices: TypeAlias = int | Sequence[Device] | Mesh | None
 
 
 def use_cpu_cores(count: int | None = None) -> bool:
     """Ask JAX for one CPU device per core (or ``count``), if nothing has configured it yet.
 
-    Does nothing when the user chose a device count (``JAX_NUM_CPU_DEVICES``, ``XLA_FLAGS`` with
-    ``xla_force_host_platform_device_count``, or ``DEEPENS_CPU_DEVICES``), or when JAX has already started
-    its backends (the setting can only be made before the first computation). Returns whether it applied.
+    Does nothing when the user chose a device count (``JAX_NUM_CPU_DEVICES`` or ``XLA_FLAGS`` with
+    ``xla_force_host_platform_device_count``), or when JAX has already started its backends (the setting
+    can only be made before the first computation). Returns whether it applied.
+
+    ``DEEPENS_CPU_DEVICES=N`` asks for N devices instead of one per core. It is read only here (never on
+    ``import deepens``), so a bad value such as ``abc`` or ``0`` is a ValueError naming the variable when the
+    CLI or an estimator's ``fit`` calls this, and nothing else is affected.
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return False
     if os.environ.get("JAX_NUM_CPU_DEVICES"):
         return False
-    requested = os.environ.get("DEEPENS_CPU_DEVICES")
     if count is None:
-        count = int(requested) if requested else len(os.sched_getaffinity(0))
-    if count < 1 or jax.config.jax_num_cpu_devices not in (-1, count):
+        count = requested_cpu_devices() or len(os.sched_getaffinity(0))
+    # JAX sets its flags as attributes at run time, which type checkers cannot see.
+    if count < 1 or jax.config.jax_num_cpu_devices not in (-1, count):  # pyright: ignore[reportAttributeAccessIssue]
         return False
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # backends already initialised: keep what the process has
         return False
     return True
+
+
+def requested_cpu_devices() -> int | None:
+    """``DEEPENS_CPU_DEVICES`` as an integer >= 1, None when unset or empty; ValueError for anything else."""
+    text = os.environ.get("DEEPENS_CPU_DEVICES", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, got {text!r} "
+                         "(unset it for one device per core)")
+    return value
 
 
 def initialize_distributed(
@@ -75,7 +101,7 @@ def initialize_distributed(
         )
     if not 0 <= process_id < processes:
         raise ValueError(f"process id must be in [0, {processes}), got {process_id}")
-    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):  # pyright: ignore[reportAttributeAccessIssue]
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=processes, process_id=process_id)
     return True
@@ -86,7 +112,7 @@ def _env_int(name: str) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def _chosen_devices(devices: int | Sequence[jax.Device] | None) -> list[jax.Device]:
+def _chosen_devices(devices: int | Sequence[Device] | None) -> list[Device]:
     available = jax.devices()
     if devices is None:
         return list(available)
@@ -144,6 +170,63 @@ def place_for_prediction(tree: Any, members: int) -> Any:
         return jax.device_put(tree, local[0])
     mesh = Mesh(np.array(local[:count]).reshape(count, 1), (MEMBERS, DATA))
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(MEMBERS)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberPlan:
+    """Where the members of one training run train and then predict: the one place that pads M to fill
+    the devices, says so, trims the padding off and places the trained members.
+
+    Attributes:
+      member_ids: the M requested member streams (repeats allowed: independent data sets side by side).
+      trained_ids: ``member_ids`` then the padding members, fresh streams after the largest id, that make
+        the count a multiple of the mesh's members axis; they train alongside and are dropped.
+      mesh: the ``(members, data)`` mesh of :func:`plan_mesh`.
+    """
+
+    member_ids: tuple[int, ...]
+    trained_ids: tuple[int, ...]
+    mesh: Mesh
+
+    @classmethod
+    def make(cls, member_ids: Sequence[int], rows_per_step: int, devices: Devices = None) -> MemberPlan:
+        """The plan for ``member_ids`` trained on batches of ``rows_per_step`` rows (``devices`` as
+        :func:`plan_mesh`)."""
+        ids = tuple(int(i) for i in member_ids)
+        mesh = plan_mesh(len(ids), rows_per_step, devices)
+        first = max(ids) + 1
+        return cls(ids, ids + tuple(range(first, first + padded_size(len(ids), mesh) - len(ids))), mesh)
+
+    @property
+    def members(self) -> int:
+        """M, the members kept."""
+        return len(self.member_ids)
+
+    @property
+    def padding(self) -> int:
+        """Members trained only to fill the devices."""
+        return len(self.trained_ids) - len(self.member_ids)
+
+    @property
+    def training_mesh(self) -> Mesh | None:
+        """The mesh to train on, or None for one device in one process (no placement needed)."""
+        return self.mesh if self.mesh.size > 1 or jax.process_count() > 1 else None
+
+    def note(self) -> str:
+        """What the progress bar adds when members were padded, e.g. ``" (3 members + 1 to fill 2 devices)"``."""
+        if not self.padding:
+            return ""
+        return f" ({self.members} members + {self.padding} to fill {self.mesh.shape[MEMBERS]} devices)"
+
+    def trim(self, tree: Any, axis: int = 0) -> Any:
+        """Drop the padding members from every leaf's member ``axis``."""
+        if not self.padding:
+            return tree
+        return jax.tree.map(lambda leaf: leaf[(slice(None),) * axis + (slice(self.members),)], tree)
+
+    def place_for_prediction(self, tree: Any) -> Any:
+        """The trimmed members placed where they predict fastest (:func:`place_for_prediction`)."""
+        return place_for_prediction(tree, self.members)
 
 
 def put(tree: Any, mesh: Mesh, spec: PartitionSpec) -> Any:

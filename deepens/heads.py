@@ -1,7 +1,9 @@
 """Heads: how a network's raw outputs become a predictive distribution.
 
-A head owns the parameterisation (which output is the mean, how a raw number becomes a positive scale),
-the scoring rules that can train it, and the distribution's mean, variance, CDF and quantiles. Losses
+A head owns the parameterisation (which output is the mean, how a raw number becomes a positive scale)
+and the scoring rules that can train it. :meth:`Head.distribution` turns outputs into a distribution of
+:mod:`deepens.distributions` once (split and softplus done there); the head's ``mean``, ``variance``,
+``log_prob``, ``cdf``, ``quantile`` and ``kl`` are shorthands for asking that distribution. Losses
 themselves live in :mod:`deepens.losses`; combining members lives in :mod:`deepens.mixture`.
 
 Shapes, with ``T`` regression targets and ``K`` classes:
@@ -26,9 +28,8 @@ from typing import Callable, ClassVar
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.scipy.special import betainc, gammaln, ndtr, ndtri
 
-from deepens import losses
+from deepens import distributions, losses
 
 LossFn = Callable[[Array, Array], Array]
 
@@ -50,23 +51,59 @@ class Head:
         """Network outputs needed for ``size`` targets (regression) or classes (classification)."""
         raise NotImplementedError
 
+    def distribution(self, outputs: Array) -> distributions.Distribution:
+        """The predictive distribution of raw outputs ``(..., O)``, parameters ``(..., T)`` (or logits)."""
+        raise NotImplementedError
+
     def loss(self, name: str) -> LossFn:
         """The per-example loss ``(outputs, y) -> (...)`` called ``name`` (one of ``loss_names``)."""
         raise NotImplementedError
 
     def nll(self, outputs: Array, y: Array) -> Array:
-        """Negative log-likelihood per example, ``(...)``."""
-        raise NotImplementedError
+        """Negative log-likelihood per example, summed over targets, ``(...)``."""
+        return -jnp.sum(self.log_prob(outputs, y), axis=-1)
+
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        """Elementwise log-density ``(..., T)``; ``y`` must have (or broadcast to) the targets' shape."""
+        distribution = self.distribution(outputs)
+        targets = jnp.shape(distribution.mean)
+        # The distribution broadcasts freely (a mixture scores y against every member); a loss must not
+        # turn a (B,) target against (B, 1) outputs into a (B, B) matrix.
+        if jnp.broadcast_shapes(targets, jnp.shape(y)) != targets:
+            raise ValueError(
+                f"{self.name} head: y has shape {jnp.shape(y)} but the outputs hold targets of shape {targets}"
+            )
+        return distribution.log_prob(y)
 
     def mean(self, outputs: Array) -> Array:
-        raise NotImplementedError
+        return self.distribution(outputs).mean
 
     def variance(self, outputs: Array) -> Array:
-        raise NotImplementedError
+        return self.distribution(outputs).variance
+
+    def std(self, outputs: Array) -> Array:
+        return jnp.sqrt(self.variance(outputs))
+
+    def cdf(self, outputs: Array, y: Array) -> Array:
+        """Elementwise CDF at ``y``, ``(..., T)``."""
+        return self.distribution(outputs).cdf(y)
+
+    def survival(self, outputs: Array, y: Array) -> Array:
+        """Elementwise ``P(Y > y)``, ``(..., T)``, without the cancellation of ``1 - cdf``."""
+        return self.distribution(outputs).survival(y)
+
+    def quantile(self, outputs: Array, p: Array | float) -> Array:
+        """Elementwise quantile at probability ``p`` in (0, 1), ``(..., T)``."""
+        return self.distribution(outputs).quantile(p)
+
+    def upper_quantile(self, outputs: Array, q: Array | float) -> Array:
+        """Elementwise ``y`` with ``P(Y > y) = q`` (the quantile at ``1 - q``), ``(..., T)``. Taking the
+        upper-tail probability itself keeps small ``q`` exact where ``1 - q`` would round to 1."""
+        return self.distribution(outputs).upper_quantile(q)
 
     def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
         """KL(p || q) between the distributions of two output arrays, per example ``(...)``."""
-        raise NotImplementedError
+        return jnp.sum(self.distribution(outputs_p).kl(self.distribution(outputs_q)), axis=-1)
 
     @property
     def default_loss(self) -> str:
@@ -79,6 +116,7 @@ class _LocationScale(Head):
 
     min_scale: float = 1e-6
     loss_names: ClassVar[tuple[str, ...]] = ("nll",)
+    distribution_class: ClassVar[type[distributions.Normal] | type[distributions.Laplace]]
 
     def num_outputs(self, size: int) -> int:
         return 2 * size
@@ -91,31 +129,13 @@ class _LocationScale(Head):
         loc, rho = jnp.split(outputs, 2, axis=-1)
         return loc, positive_scale(rho, self.min_scale)
 
+    def distribution(self, outputs: Array) -> distributions.Distribution:
+        return self.distribution_class(*self.split(outputs))
+
     def loss(self, name: str) -> LossFn:
         if name != "nll":
             raise ValueError(f"{self.name} head is trained with loss 'nll', got {name!r}")
         return self.nll
-
-    def mean(self, outputs: Array) -> Array:
-        return self.split(outputs)[0]
-
-    def std(self, outputs: Array) -> Array:
-        return jnp.sqrt(self.variance(outputs))
-
-    def log_prob(self, outputs: Array, y: Array) -> Array:
-        """Elementwise log-density ``(..., T)``."""
-        raise NotImplementedError
-
-    def nll(self, outputs: Array, y: Array) -> Array:
-        return -jnp.sum(self.log_prob(outputs, y), axis=-1)
-
-    def cdf(self, outputs: Array, y: Array) -> Array:
-        """Elementwise CDF at ``y``, ``(..., T)``."""
-        raise NotImplementedError
-
-    def quantile(self, outputs: Array, p: Array | float) -> Array:
-        """Elementwise quantile at probability ``p`` in (0, 1), ``(..., T)``."""
-        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +148,7 @@ class Gaussian(_LocationScale):
 
     name: ClassVar[str] = "gaussian"
     loss_names: ClassVar[tuple[str, ...]] = ("nll", "beta_nll")
+    distribution_class = distributions.Normal
     beta: float = 0.5
 
     def __post_init__(self) -> None:
@@ -146,69 +167,13 @@ class Gaussian(_LocationScale):
         loc, scale = self.split(outputs)
         return jnp.sum(losses.beta_gaussian_nll(loc, scale, y, beta=self.beta), axis=-1)
 
-    def log_prob(self, outputs: Array, y: Array) -> Array:
-        loc, scale = self.split(outputs)
-        return -losses.gaussian_nll(loc, scale, y)
-
-    def variance(self, outputs: Array) -> Array:
-        return jnp.square(self.split(outputs)[1])
-
-    def cdf(self, outputs: Array, y: Array) -> Array:
-        loc, scale = self.split(outputs)
-        return ndtr((y - loc) / scale)
-
-    def quantile(self, outputs: Array, p: Array | float) -> Array:
-        loc, scale = self.split(outputs)
-        return loc + scale * ndtri(jnp.asarray(p, loc.dtype))
-
-    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
-        loc_p, s_p = self.split(outputs_p)
-        loc_q, s_q = self.split(outputs_q)
-        ratio = jnp.square(s_p / s_q)
-        kl = 0.5 * (ratio + jnp.square((loc_p - loc_q) / s_q) - 1.0 - jnp.log(ratio))
-        return jnp.sum(kl, axis=-1)
-
 
 @dataclasses.dataclass(frozen=True)
 class Laplace(_LocationScale):
     """Laplace head: ``scale`` is b; variance 2 b^2."""
 
     name: ClassVar[str] = "laplace"
-
-    def log_prob(self, outputs: Array, y: Array) -> Array:
-        loc, scale = self.split(outputs)
-        return -losses.laplace_nll(loc, scale, y)
-
-    def variance(self, outputs: Array) -> Array:
-        return 2.0 * jnp.square(self.split(outputs)[1])
-
-    def cdf(self, outputs: Array, y: Array) -> Array:
-        loc, scale = self.split(outputs)
-        z = (y - loc) / scale
-        # Each branch of the where only exponentiates a non-positive number, so neither overflows.
-        return jnp.where(z < 0, 0.5 * jnp.exp(jnp.minimum(z, 0.0)), 1.0 - 0.5 * jnp.exp(-jnp.maximum(z, 0.0)))
-
-    def quantile(self, outputs: Array, p: Array | float) -> Array:
-        loc, scale = self.split(outputs)
-        centred = jnp.asarray(p, loc.dtype) - 0.5
-        return loc - scale * jnp.sign(centred) * jnp.log1p(-2.0 * jnp.abs(centred))
-
-    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
-        loc_p, b_p = self.split(outputs_p)
-        loc_q, b_q = self.split(outputs_q)
-        distance = jnp.abs(loc_p - loc_q)
-        kl = jnp.log(b_q / b_p) + distance / b_q + (b_p / b_q) * jnp.exp(-distance / b_p) - 1.0
-        return jnp.sum(kl, axis=-1)
-
-
-def _student_t_cdf(t: Array, df: Array) -> Array:
-    """CDF of the standard Student-t at ``t`` through the regularised incomplete beta function:
-    ``P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2) = 1 - I_{t^2 / (df + t^2)}(1 / 2, df / 2)``.
-
-    Near the centre ``df / (df + t^2)`` rounds to 1 in float32, so there the second form is used."""
-    t2 = jnp.square(t)
-    tail = 0.5 * jnp.where(t2 < df, 1.0 - betainc(0.5, 0.5 * df, t2 / (df + t2)), betainc(0.5 * df, 0.5, df / (df + t2)))
-    return jnp.where(t < 0, tail, 1.0 - tail)
+    distribution_class = distributions.Laplace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,63 +209,13 @@ class StudentT(Head):
         loc, rho_scale, rho_df = jnp.split(outputs, 3, axis=-1)
         return loc, positive_scale(rho_scale, self.min_scale), 2.0 + positive_scale(rho_df, self.min_df)
 
+    def distribution(self, outputs: Array) -> distributions.Distribution:
+        return distributions.StudentT(*self.split(outputs))
+
     def loss(self, name: str) -> LossFn:
         if name != "nll":
             raise ValueError(f"student_t head is trained with loss 'nll', got {name!r}")
         return self.nll
-
-    def log_prob(self, outputs: Array, y: Array) -> Array:
-        """Elementwise log-density ``(..., T)``."""
-        loc, scale, df = self.split(outputs)
-        z = (y - loc) / scale
-        return (gammaln(0.5 * (df + 1.0)) - gammaln(0.5 * df) - 0.5 * jnp.log(df * jnp.pi) - jnp.log(scale)
-                - 0.5 * (df + 1.0) * jnp.log1p(jnp.square(z) / df))
-
-    def nll(self, outputs: Array, y: Array) -> Array:
-        return -jnp.sum(self.log_prob(outputs, y), axis=-1)
-
-    def mean(self, outputs: Array) -> Array:
-        return self.split(outputs)[0]
-
-    def variance(self, outputs: Array) -> Array:
-        _, scale, df = self.split(outputs)
-        return jnp.square(scale) * df / (df - 2.0)
-
-    def std(self, outputs: Array) -> Array:
-        return jnp.sqrt(self.variance(outputs))
-
-    def cdf(self, outputs: Array, y: Array) -> Array:
-        """Elementwise CDF at ``y``, ``(..., T)``."""
-        loc, scale, df = self.split(outputs)
-        return _student_t_cdf((y - loc) / scale, df)
-
-    def quantile(self, outputs: Array, p: Array | float, *, iterations: int = 100) -> Array:
-        """Elementwise quantile at ``p`` in (0, 1), ``(..., T)``, by bisection on the standard CDF.
-
-        The bracket comes from Chebyshev's inequality: the ``q``-tail quantile of a variable with standard
-        deviation ``sd`` is within ``sd / sqrt(q)`` of the mean, so ``[-B, B]`` with ``B = sd / sqrt(min(p,
-        1 - p))`` holds it; 100 halvings shrink it below float32 resolution.
-        """
-        loc, scale, df = self.split(outputs)
-        p = jnp.broadcast_to(jnp.asarray(p, loc.dtype), loc.shape)
-        bound = jnp.sqrt(df / (df - 2.0) / jnp.minimum(p, 1.0 - p))
-
-        def halve(_, bracket):
-            low, high = bracket
-            middle = 0.5 * (low + high)
-            below = _student_t_cdf(middle, df) < p
-            return jnp.where(below, middle, low), jnp.where(below, high, middle)
-
-        low, high = jax.lax.fori_loop(0, iterations, halve, (-bound, bound))
-        return loc + scale * 0.5 * (low + high)
-
-    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
-        """Approximate KL(p || q): that of the moment-matched Gaussians (no closed form exists)."""
-        loc_p, var_p = self.mean(outputs_p), self.variance(outputs_p)
-        loc_q, var_q = self.mean(outputs_q), self.variance(outputs_q)
-        ratio = var_p / var_q
-        kl = 0.5 * (ratio + jnp.square(loc_p - loc_q) / var_q - 1.0 - jnp.log(ratio))
-        return jnp.sum(kl, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +232,9 @@ class Point(Head):
     def num_outputs(self, size: int) -> int:
         return size
 
+    def distribution(self, outputs: Array) -> distributions.Distribution:
+        return distributions.Deterministic(jnp.asarray(outputs))
+
     def loss(self, name: str) -> LossFn:
         if name == "mse":
             return lambda outputs, y: jnp.sum(losses.squared_error(outputs, y), axis=-1)
@@ -326,21 +244,6 @@ class Point(Head):
 
     def nll(self, outputs: Array, y: Array) -> Array:
         return jnp.where(jnp.all(outputs == y, axis=-1), -jnp.inf, jnp.inf)
-
-    def mean(self, outputs: Array) -> Array:
-        return outputs
-
-    def variance(self, outputs: Array) -> Array:
-        return jnp.zeros_like(outputs)
-
-    def cdf(self, outputs: Array, y: Array) -> Array:
-        return (y >= outputs).astype(outputs.dtype)
-
-    def quantile(self, outputs: Array, p: Array | float) -> Array:
-        return outputs
-
-    def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
-        return 0.5 * jnp.sum(jnp.square(outputs_p - outputs_q), axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +257,9 @@ class Categorical(Head):
     def num_outputs(self, size: int) -> int:
         return size
 
+    def distribution(self, outputs: Array) -> distributions.Distribution:
+        return distributions.Categorical(jnp.asarray(outputs))
+
     def loss(self, name: str) -> LossFn:
         if name == "nll":
             return losses.categorical_nll
@@ -364,20 +270,14 @@ class Categorical(Head):
     def nll(self, outputs: Array, y: Array) -> Array:
         return losses.categorical_nll(outputs, y)
 
+    def log_prob(self, outputs: Array, y: Array) -> Array:
+        return -self.nll(outputs, y)
+
     def probs(self, outputs: Array) -> Array:
         return jax.nn.softmax(outputs, axis=-1)
 
-    def mean(self, outputs: Array) -> Array:
-        return self.probs(outputs)
-
-    def variance(self, outputs: Array) -> Array:
-        p = self.probs(outputs)
-        return p * (1.0 - p)
-
     def kl(self, outputs_p: Array, outputs_q: Array) -> Array:
-        log_p = jax.nn.log_softmax(outputs_p, axis=-1)
-        log_q = jax.nn.log_softmax(outputs_q, axis=-1)
-        return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+        return self.distribution(outputs_p).kl(self.distribution(outputs_q))
 
 
 HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (Gaussian, Laplace, StudentT, Point, Categorical)}

@@ -8,20 +8,28 @@ A saved object is a folder of three files:
     arrays.safetensors  every array (parameters, model state, optimizer state, loss history)
 
 Nothing is ever unpickled and no code is imported by name from a file: loading parses JSON and
-safetensors (a JSON header and raw little-endian buffers). This module imports nothing of deepens:
-what the arrays and the configuration mean (ensembles, estimators, checkpoints) is
-:mod:`deepens.serialization`'s business.
+safetensors (a JSON header and raw little-endian buffers). Of deepens, this module imports only the
+leaf :mod:`deepens.files` (locks, leftovers, modes, safe reads): what the arrays and the configuration
+mean (ensembles, estimators, checkpoints) is :mod:`deepens.serialization`'s business.
 
 Integrity: the manifest holds the size and sha256 of every other file and a sha256 of its own content,
 so a truncated, modified or missing file, or a manifest edited by hand, is refused with an error that
 names the file; a format version this code does not know is refused before anything else is read.
 Each file is read into memory once, checked, and parsed from those same bytes.
 
+Hostile folders: every file is read only if ``os.lstat`` shows a regular file (never a symbolic link,
+which could point at ``/dev/zero`` or at a file elsewhere, nor a device or a FIFO, which is never opened)
+of the size the manifest gives, checked before reading; the manifest itself is bounded
+(:data:`MAX_MANIFEST_BYTES`). The model path itself may be a symbolic link to a model folder.
+
 Atomicity: everything is written into a hidden temporary folder next to the destination, flushed to
 disk, and renamed into place, so a crash during a save leaves no half-written model. Replacing an
 existing model renames the old folder aside first; only a crash between those two renames (two system
-calls) leaves the old model under its hidden ``.NAME.old-*`` name instead of ``NAME``. A folder that
-holds anything other than a deepens object is never overwritten.
+calls) leaves the old model under its hidden ``.NAME.old-PID-TAG`` name instead of ``NAME``. A folder
+that holds anything other than a deepens object is never overwritten. Saves to one path are serialised
+by a lock (:func:`deepens.files.locked`), so concurrent saves end with one intact model; each save first
+removes the stale temporaries killed saves left (:func:`deepens.files.remove_stale`). A replaced model
+folder and its files keep their permission bits; new ones get the user's umask.
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ import json
 import os
 import re
 import shutil
-import uuid
+import stat
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
+
+from deepens import files
 
 FORMAT = "deepens"
 FORMAT_VERSION = 1
@@ -44,6 +54,7 @@ MANIFEST = "manifest.json"
 CONFIG = "config.json"
 ARRAYS = "arrays.safetensors"
 _FILES = (CONFIG, ARRAYS)
+MAX_MANIFEST_BYTES = 64 * 1024  # a manifest is a few hundred bytes; a bigger one is not ours
 
 
 class FormatError(ValueError):
@@ -71,44 +82,36 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some file systems do not let a folder be opened; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def is_saved_object(path: str | Path) -> bool:
     """Whether ``path`` is a folder holding a deepens object and nothing else (it is not verified here):
     the only kind of folder a save may replace."""
     path = Path(path)
-    manifest = path / MANIFEST
-    if not manifest.is_file() or not {p.name for p in path.iterdir()} <= {MANIFEST, *_FILES}:
-        return False
     try:
-        return json.loads(manifest.read_bytes()).get("format") == FORMAT
+        entries = list(path.iterdir()) if path.is_dir() else None
+        if entries is None or not {p.name for p in entries} <= {MANIFEST, *_FILES}:
+            return False
+        if not all(stat.S_ISREG(os.lstat(p).st_mode) for p in entries):  # no links, FIFOs or devices
+            return False
+        return json.loads(files.read_regular(path / MANIFEST, limit=MAX_MANIFEST_BYTES)).get("format") == FORMAT
     except (ValueError, OSError, AttributeError):
         return False
 
 
-def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write a verified, atomic bundle to the folder ``path`` (replacing a deepens object already there).
+def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                 manifest_extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a verified, atomic bundle to the folder ``path`` (replacing a deepens object already there;
+    through a symbolic link, the folder it points to). ``manifest_extra``: plain JSON kept in the manifest
+    (e.g. a checkpoint's run), so that it is covered by the manifest's own hash.
 
     Raises:
-      ValueError: ``path`` exists and is a file or a folder holding something else; ``config`` is not
-        plain JSON (e.g. holds NaN).
+      ValueError: ``path`` exists and is a file or a folder holding something else, or its parent is a
+        file; ``config`` is not plain JSON (e.g. holds NaN).
     """
     from safetensors.numpy import save as safetensors_bytes
 
     path = Path(path)
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or is_saved_object(path))):
-        raise ValueError(f"refusing to overwrite {path}: it exists and is not a saved deepens model")
+    if path.is_symlink():  # replace the folder the link points to, keeping the link
+        path = Path(os.path.realpath(path))
     try:
         config_bytes = json.dumps(config, indent=1, sort_keys=True, allow_nan=False).encode() + b"\n"
     except ValueError as err:
@@ -116,6 +119,7 @@ def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays:
     contiguous = {name: np.ascontiguousarray(np.asarray(a)) for name, a in arrays.items()}
     contents = {CONFIG: config_bytes, ARRAYS: safetensors_bytes(contiguous)}
     manifest: dict[str, Any] = {
+        **dict(manifest_extra or {}),
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -125,45 +129,53 @@ def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays:
     contents[MANIFEST] = _canonical(manifest)
 
     parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    temporary = parent / f".{path.name}.tmp-{tag}"
-    old = parent / f".{path.name}.old-{tag}"
-    try:
-        temporary.mkdir()
-        for name, data in contents.items():  # the manifest last: a folder without one is never a model
-            _write_file(temporary / name, data)
-        _fsync_dir(temporary)
-        if path.exists():
-            os.rename(path, old)
-        os.rename(temporary, path)
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if old.exists() and not path.exists():
-            os.rename(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    files.make_folder(parent)
+    with files.locked(path):
+        files.remove_stale(path, contents=contents, holding_lock=True)
+        if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or is_saved_object(path))):
+            raise ValueError(f"refusing to overwrite {path}: it exists and is not a saved deepens model")
+        temporary, old = files.temporary_name(path, "tmp"), files.temporary_name(path, "old")
+        try:
+            temporary.mkdir()
+            for name, data in contents.items():  # the manifest last: a folder without one is never a model
+                _write_file(temporary / name, data)
+                files.keep_mode(temporary / name, path / name)
+            files.fsync_dir(temporary)
+            files.keep_mode(temporary, path)
+            if path.exists():
+                os.rename(path, old)
+            os.rename(temporary, path)
+            files.fsync_dir(parent)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            if old.exists() and not path.exists():
+                os.rename(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 
 def atomic_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Create or replace the file ``path`` atomically: ``write(temporary)`` fills a hidden file in the
     same folder, which is flushed and renamed over ``path``; on any failure it is removed and ``path``
-    is untouched."""
+    is untouched. Writers of one path take turns (a lock); a replaced file's permission bits are kept, a
+    new file gets the user's umask."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a file name")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: no such folder")
-    temporary = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        write(temporary)
-        with open(temporary, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with files.locked(path):
+        files.remove_stale(path, holding_lock=True)
+        temporary = files.temporary_name(path, "tmp")
+        try:
+            write(temporary)
+            with open(temporary, "rb") as f:
+                os.fsync(f.fileno())
+            files.keep_mode(temporary, path)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
     return path
 
 
@@ -175,13 +187,10 @@ def write_json(path: str | Path, payload: Any) -> Path:
 
 def _read_verified(folder: Path, name: str, expected: Mapping[str, Any]) -> bytes:
     file = folder / name
-    try:
-        data = file.read_bytes()
+    try:  # the size is checked before a byte is read; links, devices and FIFOs are refused unopened
+        data = files.read_regular(file, size=expected["bytes"], error=FormatError)
     except FileNotFoundError:
         raise FormatError(f"{file} is missing: the saved model is incomplete") from None
-    if len(data) != expected["bytes"]:
-        state = "truncated" if len(data) < expected["bytes"] else "longer than written"
-        raise FormatError(f"{file} is {state}: {len(data)} bytes, the manifest says {expected['bytes']}")
     if _sha256(data) != expected["sha256"]:
         raise FormatError(f"{file} was modified after saving: its sha256 does not match the manifest")
     return data
@@ -192,7 +201,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise FileNotFoundError(f"no saved model at {folder}" + (" (it is a file, not a folder)" if folder.exists() else ""))
     try:
-        raw = (folder / MANIFEST).read_bytes()
+        raw = files.read_regular(folder / MANIFEST, limit=MAX_MANIFEST_BYTES, error=FormatError)
     except FileNotFoundError:
         raise FormatError(f"{folder / MANIFEST} is missing: {folder} is not a (complete) saved deepens model") from None
     try:
@@ -212,9 +221,15 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     claimed = manifest.pop("manifest_sha256", None)
     if claimed != _sha256(_canonical(manifest)):
         raise FormatError(f"{folder / MANIFEST} was modified after saving: its own sha256 does not match")
-    files = manifest.get("files", {})
-    if set(files) != set(_FILES):
-        raise FormatError(f"{folder / MANIFEST} lists files {sorted(files)}, expected {sorted(_FILES)}")
+    listed = manifest.get("files", {})
+    if not isinstance(listed, dict) or set(listed) != set(_FILES):
+        raise FormatError(f"{folder / MANIFEST} lists files {sorted(listed)}, expected {sorted(_FILES)}")
+    for name, entry in listed.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and type(entry.get("bytes")) is int
+                and entry["bytes"] >= 0):
+            raise FormatError(f"{folder / MANIFEST} describes {name} without a size and sha256")
+    if not isinstance(manifest.get("kind"), str):
+        raise FormatError(f"{folder / MANIFEST} names no kind of object")
     return manifest
 
 
@@ -236,12 +251,12 @@ def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple
 
     folder = Path(path)
     manifest = _read_manifest(folder)
-    files = manifest["files"]
+    listed = manifest["files"]
     kind = manifest["kind"]
     if kinds is not None and kind not in kinds:
         raise FormatError(f"{folder} holds a {kind}, not a {' or '.join(kinds)}")
-    config_bytes = _read_verified(folder, CONFIG, files[CONFIG])
-    array_bytes = _read_verified(folder, ARRAYS, files[ARRAYS])
+    config_bytes = _read_verified(folder, CONFIG, listed[CONFIG])
+    array_bytes = _read_verified(folder, ARRAYS, listed[ARRAYS])
     try:
         config = json.loads(config_bytes)
         arrays = safetensors_load(array_bytes)
@@ -302,36 +317,84 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Training checkpoints: a folder of numbered bundles, the newest complete one wins.
+# Training checkpoints: a folder of numbered bundles, the newest complete one wins. Cleanup removes only
+# what deepens can prove it wrote: folders named like checkpoints whose verified manifest says
+# kind "checkpoint" and carries a run (deepens writes both); a user's own ``epoch-000001/`` survives.
 
 _CHECKPOINT = re.compile(r"^epoch-(\d{6,})$")
+_CHECKPOINT_LEFTOVER = re.compile(r"^\.(epoch-\d{6,})\.(tmp|old|lock)")
 
 
-def save_checkpoint(folder: str | Path, epoch: int, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write a checkpoint bundle (plain JSON ``config``, host ``arrays``) as ``folder/epoch-NNNNNN`` and
-    then remove older ones. Each checkpoint is its own atomic bundle, so a kill at any moment leaves the
-    previous one intact."""
+def check_checkpoint_dir(folder: str | Path, *, model: str | Path | None = None) -> Path:
+    """``folder`` as a Path, checked to be usable for checkpoints: absent or a folder, not a saved model,
+    and not the ``model`` folder the run will save to. Call it before training starts.
+
+    Raises:
+      ValueError: naming the problem.
+    """
     folder = Path(folder)
-    path = write_bundle(folder / f"epoch-{epoch:06d}", "checkpoint", {**config, "epoch": int(epoch)}, arrays)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"checkpoint_dir {folder} is a file, not a folder; give a folder (it is created if absent)")
+    if is_saved_object(folder):
+        raise ValueError(f"checkpoint_dir {folder} holds a saved model; give a folder of its own for checkpoints")
+    if model is not None and os.path.realpath(folder) == os.path.realpath(model):
+        raise ValueError(f"checkpoint_dir {folder} is the model folder; give checkpoints a folder of their own")
+    return folder
+
+
+def checkpoint_run(path: str | Path) -> str | None:
+    """The run recorded in the manifest of the checkpoint at ``path``, or None when ``path`` is not a
+    checkpoint deepens can prove it wrote (a folder ``epoch-NNNNNN`` holding only a deepens bundle whose
+    verified manifest says kind ``"checkpoint"`` and carries a run)."""
+    path = Path(path)
+    if not _CHECKPOINT.match(path.name) or path.is_symlink() or not is_saved_object(path):
+        return None
+    try:
+        manifest = _read_manifest(path)
+    except (ValueError, OSError):
+        return None
+    run = manifest.get("run")
+    return run if manifest.get("kind") == "checkpoint" and isinstance(run, str) else None
+
+
+def save_checkpoint(folder: str | Path, epoch: int, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    run: str = "") -> Path:
+    """Write a checkpoint bundle (plain JSON ``config``, host ``arrays``) as ``folder/epoch-NNNNNN``, its
+    manifest naming the ``run`` (a digest of the run's identity), and then remove the older checkpoints of
+    the same run. Each checkpoint is its own atomic bundle, so a kill at any moment leaves the previous one
+    intact. A ValueError when ``folder`` is a file (see :func:`check_checkpoint_dir`) or ``epoch-NNNNNN``
+    holds anything but a checkpoint (a user's folder, a saved model), which is never replaced."""
+    folder = check_checkpoint_dir(folder)
+    path = folder / f"epoch-{epoch:06d}"
+    if os.path.lexists(path) and checkpoint_run(path) is None and not (path.is_dir() and not any(path.iterdir())):
+        raise ValueError(f"refusing to overwrite {path}: it is not a checkpoint deepens wrote; give the run "
+                         "a checkpoint_dir of its own")
+    path = write_bundle(path, "checkpoint", {**config, "epoch": int(epoch)}, arrays,
+                        manifest_extra={"run": str(run)})
     for older in folder.iterdir():
         match = _CHECKPOINT.match(older.name)
-        if match and int(match.group(1)) < epoch:
+        if match and int(match.group(1)) < epoch and checkpoint_run(older) == str(run):
             shutil.rmtree(older, ignore_errors=True)
     return path
 
 
-def remove_checkpoints(folder: str | Path) -> None:
-    """Delete the checkpoints :func:`save_checkpoint` wrote in ``folder`` (and temporary folders a kill
-    left behind), then ``folder`` itself if nothing else is in it. Other files are never touched."""
+def remove_checkpoints(folder: str | Path, run: str | None = None) -> None:
+    """Delete the checkpoints :func:`save_checkpoint` wrote in ``folder`` (of ``run`` only, when given) and
+    the stale temporaries killed saves left there, then ``folder`` itself if nothing else is in it. Nothing
+    else is touched: not a user's folder named like a checkpoint, not a file; ``folder`` a file is left."""
     folder = Path(folder)
     if not folder.is_dir():
         return
+    names = set()
     for entry in folder.iterdir():
-        name = entry.name
-        ours = _CHECKPOINT.match(name) and is_saved_object(entry)
-        leftover = re.match(r"^\.epoch-\d{6,}\.(tmp|old)-[0-9a-f]{12}$", name) and entry.is_dir()
-        if ours or leftover:
+        found = checkpoint_run(entry)
+        if found is not None and (run is None or found == run):
             shutil.rmtree(entry, ignore_errors=True)
+        elif match := _CHECKPOINT_LEFTOVER.match(entry.name):
+            names.add(match.group(1))
+    for name in names:
+        files.remove_stale(folder / name, contents=(MANIFEST, *_FILES))
+        files.remove_free_lock(folder / name)
     try:
         folder.rmdir()
     except OSError:  # not empty: the user keeps other things there
@@ -339,9 +402,10 @@ def remove_checkpoints(folder: str | Path) -> None:
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The newest ``epoch-NNNNNN`` bundle in ``folder``, or None."""
-    folder = Path(folder)
+    """The newest checkpoint deepens wrote in ``folder`` (see :func:`checkpoint_run`), or None; folders
+    merely named like checkpoints are passed over. A ValueError when ``folder`` is a file."""
+    folder = check_checkpoint_dir(folder)
     if not folder.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and checkpoint_run(p) is not None]
     return max(found)[1] if found else None

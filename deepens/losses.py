@@ -5,8 +5,9 @@ the training objective is the (weighted) mean. Distribution parameters are given
 *standard deviation* for the Gaussian, a location and a scale ``b`` for the Laplace), so a reader never
 has to guess whether a number is a variance or a standard deviation.
 
-Shapes: the regression rules act elementwise and return the broadcast shape of their arguments (the
-caller sums over target dimensions); the classification rules take logits ``(..., K)`` and integer labels
+The regression rules compute in the arguments' own array module (NumPy in, NumPy out, e.g. float64 for
+the metrics; JAX arrays or tracers in, JAX out). Shapes: the regression rules act elementwise and return
+the broadcast shape of their arguments (the caller sums over target dimensions); the classification rules take logits ``(..., K)`` and integer labels
 ``(...)`` and return ``(...)``. Mismatched shapes raise ``ValueError``; shapes are static under ``jit``,
 so the check costs nothing at run time.
 """
@@ -14,14 +15,24 @@ so the check costs nothing at run time.
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
+
+
+def namespace(*arrays: Any) -> ModuleType:
+    """The array module for these arguments: ``jax.numpy`` if any is a JAX array (or a tracer inside a
+    transformation), else ``numpy``. The regression rules below compute in it, so the metrics can call
+    them in float64 on the host and training calls them on traced float32 arrays."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 def _same_shape(name: str, **arrays: Array) -> None:
@@ -49,10 +60,11 @@ def gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike) -> Array:
     Returns:
       Elementwise NLL, same shape as the arguments, in nats.
     """
-    mean, std, y = jnp.asarray(mean), jnp.asarray(std), jnp.asarray(y)
+    xp = namespace(mean, std, y)
+    mean, std, y = xp.asarray(mean), xp.asarray(std), xp.asarray(y)
     _same_shape("gaussian_nll", mean=mean, std=std, y=y)
     z = (y - mean) / std
-    return 0.5 * _LOG_2PI + jnp.log(std) + 0.5 * jnp.square(z)
+    return 0.5 * _LOG_2PI + xp.log(std) + 0.5 * xp.square(z)
 
 
 def beta_gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike, *, beta: float) -> Array:
@@ -72,8 +84,10 @@ def beta_gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike, *, beta: fl
     beta = float(beta)
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta_gaussian_nll: beta must be in [0, 1], got {beta}")
-    std = jnp.asarray(std)
-    weight = jax.lax.stop_gradient(std ** (2.0 * beta))
+    xp = namespace(mean, std, y)
+    std = xp.asarray(std)
+    weight = std ** (2.0 * beta)
+    weight = jax.lax.stop_gradient(weight) if xp is jnp else weight
     return gaussian_nll(mean, std, y) * weight
 
 
@@ -85,9 +99,10 @@ def laplace_nll(loc: ArrayLike, scale: ArrayLike, y: ArrayLike) -> Array:
     Returns:
       Elementwise NLL, same shape as the arguments, in nats.
     """
-    loc, scale, y = jnp.asarray(loc), jnp.asarray(scale), jnp.asarray(y)
+    xp = namespace(loc, scale, y)
+    loc, scale, y = xp.asarray(loc), xp.asarray(scale), xp.asarray(y)
     _same_shape("laplace_nll", loc=loc, scale=scale, y=y)
-    return _LOG_2 + jnp.log(scale) + jnp.abs(y - loc) / scale
+    return _LOG_2 + xp.log(scale) + xp.abs(y - loc) / scale
 
 
 def categorical_nll(logits: ArrayLike, labels: ArrayLike) -> Array:
@@ -109,7 +124,7 @@ def brier_score(logits: ArrayLike, labels: ArrayLike) -> Array:
     """Brier score summed over classes: ``sum_k (softmax(logits)_k - onehot(label)_k)^2``, in [0, 2].
 
     The paper reports this divided by the number of classes K; see
-    :func:`deepens.metrics.brier_score_per_class` for that convention.
+    :func:`deepens.metrics.brier_per_class` for that convention.
 
     Args:
       logits: ``(..., K)``.
@@ -126,13 +141,15 @@ def brier_score(logits: ArrayLike, labels: ArrayLike) -> Array:
 
 def squared_error(prediction: ArrayLike, y: ArrayLike) -> Array:
     """``(prediction - y)^2`` elementwise: the MSE baseline, which gives no uncertainty of its own."""
-    prediction, y = jnp.asarray(prediction), jnp.asarray(y)
+    xp = namespace(prediction, y)
+    prediction, y = xp.asarray(prediction), xp.asarray(y)
     _same_shape("squared_error", prediction=prediction, y=y)
-    return jnp.square(prediction - y)
+    return xp.square(prediction - y)
 
 
 def absolute_error(prediction: ArrayLike, y: ArrayLike) -> Array:
     """``|prediction - y|`` elementwise: the L1 baseline."""
-    prediction, y = jnp.asarray(prediction), jnp.asarray(y)
+    xp = namespace(prediction, y)
+    prediction, y = xp.asarray(prediction), xp.asarray(y)
     _same_shape("absolute_error", prediction=prediction, y=y)
-    return jnp.abs(prediction - y)
+    return xp.abs(prediction - y)

@@ -146,10 +146,21 @@ class MLP(nn.Module):
     activation: str = "relu"
     batch_norm: bool = False
 
-    @nn.compact
-    def __call__(self, x: Array, train: bool = False) -> Array:
+    def __post_init__(self) -> None:
+        # Checked here, when the module is made, so a bad width fails before anything is initialised.
+        widths = self.hidden if isinstance(self.hidden, (tuple, list)) else None
+        if widths is None or not all(_is_width(w) for w in widths):
+            raise ValueError(f"hidden must be a sequence of layer widths, integers >= 1 (e.g. (50,)), "
+                             f"got {self.hidden!r}")
+        if not _is_width(self.outputs):
+            raise ValueError(f"outputs must be an integer >= 1, got {self.outputs!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        check_input_rank(x.shape)
         for width in self.hidden:
             x = _dense(width, x)
             if self.batch_norm:
@@ -159,9 +170,10 @@ class MLP(nn.Module):
 
     def host_init(self, rng: np.random.Generator, x: np.ndarray) -> dict[str, Any]:
         """The variables ``init`` would make (same structure and distributions), drawn with numpy."""
+        check_input_rank(np.shape(x))
         params: dict[str, Any] = {}
         stats: dict[str, Any] = {}
-        fan_in = int(np.prod(np.shape(x)[1:]))
+        fan_in = int(np.shape(x)[-1])
         for i, width in enumerate((*self.hidden, self.outputs)):
             bound = 1.0 / math.sqrt(max(fan_in, 1))
             params[f"Dense_{i}"] = {
@@ -173,6 +185,28 @@ class MLP(nn.Module):
                 stats[f"BatchNorm_{i}"] = {"mean": np.zeros(width, np.float32), "var": np.ones(width, np.float32)}
             fan_in = width
         return {"params": params, "batch_stats": stats} if stats else {"params": params}
+
+
+def _is_width(w: Any) -> bool:
+    return isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w >= 1
+
+
+def check_input_rank(shape: Sequence[int]) -> None:
+    """ValueError unless ``shape`` is ``(examples, features)``: the MLP's layers act on the last axis, so
+    an image batch ``(N, H, W)`` must be flattened first rather than silently treated as N x H rows."""
+    if len(shape) != 2:
+        raise ValueError(
+            f"the built-in MLP takes 2-D x (examples, features), got a {len(shape)}-D x whose examples have "
+            f"shape {tuple(shape[1:])}; flatten each example first (x.reshape(len(x), -1)) or pass a model that "
+            "takes this shape"
+        )
+
+
+def check_input(model: Model, shape: Sequence[int]) -> None:
+    """For the built-in MLP, :func:`check_input_rank` on the data's ``shape`` ``(N, ...)``, so a wrong
+    rank fails before anything is initialised or compiled; other models check their own inputs."""
+    if isinstance(model, FlaxModel) and isinstance(model.module, MLP):
+        check_input_rank(shape)
 
 
 def _dense(width: int, x: Array) -> Array:

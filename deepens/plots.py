@@ -100,10 +100,16 @@ def classification_figure(
         (axes[2], uncertainty.data, "data uncertainty\n(expected entropy)"),
         (axes[3], uncertainty.knowledge, "knowledge uncertainty\n(mutual information)"),
     ):
-        image = ax.imshow(np.asarray(values).reshape(xx.shape), origin="lower", extent=_extent(xx, yy),
-                          cmap="viridis", vmin=0.0, aspect="auto")
+        values = np.asarray(values).reshape(xx.shape)
+        peak = float(np.max(values))
+        # An all-zero panel (knowledge of one member) would get a degenerate colour scale; say why it is flat.
+        image = ax.imshow(values, origin="lower", extent=_extent(xx, yy), cmap="viridis", vmin=0.0,
+                          vmax=peak if peak > 0 else 1.0, aspect="auto")
         figure.colorbar(image, ax=ax, label="nats")
         ax.set_title(name)
+        if peak <= 0:
+            note = "0 everywhere:\none member cannot\ndisagree with itself" if ensemble.members == 1 else "0 everywhere"
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="white", fontsize=11)
     for ax in axes:
         ax.set_xlim(xx.min(), xx.max())
         ax.set_ylim(yy.min(), yy.max())

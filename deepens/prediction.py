@@ -10,9 +10,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
-from deepens import losses, mixture
+from deepens import distributions, mixture
+from deepens.distributions import Distribution
 from deepens.heads import Categorical, Head
 from deepens.uncertainty import (
     CategoricalUncertainty,
@@ -23,9 +25,9 @@ from deepens.uncertainty import (
 )
 
 
-@functools.partial(jax.jit, static_argnames=("head", "level"))
-def _interval(head: Head, member_outputs: Array, level: float) -> tuple[Array, Array]:
-    return mixture.mixture_interval(head, member_outputs, level)
+@functools.partial(jax.jit, static_argnames=("level",))
+def _interval(distribution: mixture.UniformMixture, level: float) -> tuple[Array, Array]:
+    return distribution.interval(level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,16 +45,16 @@ class RegressionPrediction:
     member_outputs: Array
     squeeze: bool = False
 
-    def _shape(self, a: Array) -> Array:
-        return a[..., 0] if self.squeeze else a
-
     def _targets(self, y: Array) -> Array:
-        """``y`` as ``(N, T)``, checked against the prediction's shape."""
+        """``y`` in the prediction's per-target shape ``(N[, T])``, checked against it (for a squeezed
+        prediction ``(N, 1)`` is accepted too)."""
         y = jnp.asarray(y, self.member_outputs.dtype)
-        y = y[..., None] if self.squeeze and y.ndim == 1 else y
-        expected = self.member_means.shape[1:] + ((1,) if self.squeeze else ())
+        expected = self.member_means.shape[1:]
+        if self.squeeze and y.shape == expected + (1,):
+            y = y[..., 0]
         if y.shape != expected:
-            raise ValueError(f"y has shape {y.shape} but the prediction is for targets of shape {expected}")
+            shown = expected + ((1,) if self.squeeze else ())
+            raise ValueError(f"y has shape {y.shape} but the prediction is for targets of shape {shown}")
         return y
 
     @property
@@ -60,14 +62,25 @@ class RegressionPrediction:
         return self.member_outputs.shape[0]
 
     @functools.cached_property
+    def member_distribution(self) -> Distribution:
+        """The members' distributions, parameters ``(M, N[, T])``: split and softplus happen here, once."""
+        members = self.head.distribution(self.member_outputs)
+        return jax.tree_util.tree_map(lambda a: a[..., 0], members) if self.squeeze else members
+
+    @functools.cached_property
+    def distribution(self) -> mixture.UniformMixture:
+        """The ensemble's predictive distribution: the uniform mixture of the members, ``(N[, T])``."""
+        return mixture.UniformMixture(self.member_distribution)
+
+    @functools.cached_property
     def member_means(self) -> Array:
         """``(M, N[, T])``."""
-        return self._shape(self.head.mean(self.member_outputs))
+        return self.member_distribution.mean
 
     @functools.cached_property
     def member_variances(self) -> Array:
         """``(M, N[, T])``; zero for a point head."""
-        return self._shape(self.head.variance(self.member_outputs))
+        return self.member_distribution.variance
 
     @functools.cached_property
     def uncertainty(self) -> VarianceUncertainty:
@@ -77,41 +90,49 @@ class RegressionPrediction:
     @property
     def mean(self) -> Array:
         """Mixture mean ``(N[, T])``."""
-        return jnp.mean(self.member_means, axis=0)
+        return self.distribution.mean
 
     @property
     def variance(self) -> Array:
         """Moment-matched mixture variance ``(N[, T])``."""
-        return self.uncertainty.total
+        return self.distribution.variance
 
     @property
     def std(self) -> Array:
         return jnp.sqrt(self.variance)
 
-    def log_prob(self, y: Array) -> Array:
-        """Exact log-density of the mixture at ``y`` (summed over targets), ``(N,)``."""
-        y = self._targets(y)
-        member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, (self.members, *y.shape)))
-        return mixture.mixture_log_prob(member_log_probs)
+    def log_prob(self, y: Array, *, joint: bool = True) -> Array:
+        """Exact log-density of the mixture at ``y``.
 
-    def nll(self, y: Array) -> Array:
-        """Per-example negative log-likelihood under the exact mixture, ``(N,)``."""
-        return -self.log_prob(y)
+        Args:
+          y: ``(N[, T])`` targets.
+          joint: ``True`` (default): the density of the whole target vector under the ensemble,
+            ``log mean_m prod_t p_m(y_t)``, ``(N,)`` (each member is a product over targets; what TFP's
+            ``MixtureSameFamily`` of ``Independent`` gives). ``False``: each target's marginal mixture,
+            ``log mean_m p_m(y_t)``, ``(N[, T])``, the quantity :func:`deepens.metrics.mixture_nll` and
+            :func:`deepens.metrics.evaluate` (``nll_mixture``) score. The two agree for one target.
+        """
+        y = self._targets(y)
+        return self.distribution.log_prob(y, joint=joint and not self.squeeze)
+
+    def nll(self, y: Array, *, joint: bool = True) -> Array:
+        """Negative log-likelihood under the exact mixture: ``-log_prob(y, joint=joint)``; ``(N,)`` when
+        ``joint`` (summed over targets inside each member), ``(N[, T])`` per-target marginals otherwise."""
+        return -self.log_prob(y, joint=joint)
 
     def gaussian_nll(self, y: Array) -> Array:
-        """Per-example NLL of the moment-matched Gaussian (the paper's evaluation), ``(N,)``."""
-        y = self._targets(y)
-        per_target = losses.gaussian_nll(self.mean.reshape(y.shape), self.std.reshape(y.shape), y)
-        return jnp.sum(per_target, axis=-1)
+        """Per-example NLL of the moment-matched Gaussian (the paper's evaluation), summed over targets,
+        ``(N,)``; :func:`deepens.metrics.evaluate`'s ``nll`` is its mean over examples *and* targets."""
+        per_target = -distributions.Normal(self.mean, self.std).log_prob(self._targets(y))
+        return per_target if self.squeeze else jnp.sum(per_target, axis=-1)
 
     def cdf(self, y: Array) -> Array:
         """Mixture CDF at ``y``, ``(N[, T])`` (probability integral transform values)."""
-        return self._shape(mixture.mixture_cdf(self.head, self.member_outputs, self._targets(y)))
+        return self.distribution.cdf(self._targets(y))
 
     def interval(self, level: float = 0.95) -> tuple[Array, Array]:
         """Central interval holding probability ``level`` under the mixture: ``(lower, upper)``."""
-        lower, upper = _interval(self.head, self.member_outputs, float(level))
-        return self._shape(lower), self._shape(upper)
+        return _interval(self.distribution, float(level))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,9 +151,19 @@ class ClassificationPrediction:
         return self.member_outputs.shape[0]
 
     @functools.cached_property
+    def member_distribution(self) -> Distribution:
+        """The members' categorical distributions, logits ``(M, N, K)``."""
+        return self.head.distribution(self.member_outputs)
+
+    @functools.cached_property
+    def distribution(self) -> mixture.UniformMixture:
+        """The ensemble's predictive distribution: the uniform mixture of the members."""
+        return mixture.UniformMixture(self.member_distribution)
+
+    @functools.cached_property
     def member_probs(self) -> Array:
         """``(M, N, K)``."""
-        return jax.nn.softmax(self.member_outputs, axis=-1)
+        return self.member_distribution.probs
 
     @functools.cached_property
     def probs(self) -> Array:
@@ -159,13 +190,29 @@ class ClassificationPrediction:
         """Total, data and knowledge uncertainty in nats, each ``(N,)``."""
         return categorical_uncertainty(self.member_probs)
 
+    def _labels(self, y: Array) -> Array:
+        """``y`` as ``(N,)`` integer class indices in ``[0, K)``; a ValueError otherwise (a label of -1
+        would index the last class, one of ``K`` or more give NaN, 0.7 would be read as class 0)."""
+        n, k = self.member_outputs.shape[1:]
+        if isinstance(y, jax.core.Tracer):  # inside a transformation only the shape can be checked
+            if y.shape != (n,):
+                raise ValueError(f"y has shape {y.shape} but the prediction is for {n} labels")
+            return y
+        labels = np.asarray(y)
+        if labels.shape != (n,):
+            raise ValueError(f"y has shape {labels.shape} but the prediction is for {n} labels")
+        if labels.dtype == bool or not np.issubdtype(labels.dtype, np.number):
+            raise ValueError(f"y must hold integer class labels, got dtype {labels.dtype}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                raise ValueError("y must hold integer class labels, got non-integer values")
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"y must hold class labels in [0, {k}), got values in [{labels.min()}, {labels.max()}]")
+        return jnp.asarray(labels.astype(np.int32))
+
     def log_prob(self, y: Array) -> Array:
         """``log mean_m p_m(y)`` per example, from log-softmax for accuracy, ``(N,)``."""
-        y = jnp.asarray(y)
-        if y.shape != self.member_outputs.shape[1:2]:
-            raise ValueError(f"y has shape {y.shape} but the prediction is for {self.member_outputs.shape[1]} labels")
-        member_log_probs = -self.head.nll(self.member_outputs, jnp.broadcast_to(y, self.member_outputs.shape[:2]))
-        return mixture.mixture_log_prob(member_log_probs)
+        return self.distribution.log_prob(self._labels(y))
 
     def nll(self, y: Array) -> Array:
         return -self.log_prob(y)

@@ -21,7 +21,7 @@ import numpy as np
 
 from deepens import devices, io
 from deepens._version import __version__
-from deepens.checkpoint import Checkpoint
+from deepens.checkpoint import Checkpoint, RunIdentity, parameter_shapes
 from deepens.ensemble import Ensemble
 from deepens.heads import HEADS, Head
 from deepens.io import FormatError
@@ -170,28 +170,59 @@ def load_ensemble(path: str | Path) -> Ensemble:
 
 def save_checkpoint(folder: str | Path, checkpoint: Checkpoint, info: Mapping[str, Any]) -> Path:
     """Write a :class:`~deepens.checkpoint.Checkpoint` as ``folder/epoch-NNNNNN`` (see
-    :func:`deepens.io.save_checkpoint`). ``info`` (plain JSON) describes the run for the caller's own checks."""
+    :func:`deepens.io.save_checkpoint`), its run identity in the configuration and the identity's digest in
+    the manifest (what cleanup checks). ``info`` (plain JSON) describes the run for the caller's own checks."""
     arrays = {**io.flatten("params", checkpoint.params, devices.to_host),
               **io.flatten("state", checkpoint.state, devices.to_host),
               **io.flatten("opt_state", checkpoint.opt_state, devices.to_host),
               "history": np.asarray(checkpoint.history, np.float32)}
     members = int(jax.tree.leaves(checkpoint.params)[0].shape[0])
-    config = {"info": dict(info), "members": members, "identity": checkpoint.identity, "deepens_version": __version__}
-    return io.save_checkpoint(folder, int(checkpoint.epoch), config, arrays)
+    identity = checkpoint.identity
+    stored = identity.to_json() if isinstance(identity, RunIdentity) else identity
+    run = identity.digest if isinstance(identity, RunIdentity) else str(identity or "")
+    config = {"info": dict(info), "members": members, "identity": stored, "deepens_version": __version__}
+    return io.save_checkpoint(folder, int(checkpoint.epoch), config, arrays, run=run)
+
+
+def _stored_identity(value: Any, where: str) -> RunIdentity | str | None:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return RunIdentity.from_json(value)
+    except ValueError as err:
+        raise FormatError(f"{where}: {io.CONFIG} holds a malformed run identity ({err})") from None
+
+
+def _check_shapes(arrays: Mapping[str, np.ndarray], template: Any, members: int, where: str) -> None:
+    """The checkpoint's parameters against the model's: a ValueError saying which differ (another model
+    or hidden sizes is another run), before anything is rebuilt from them."""
+    expected = {name: (members, *shape) for name, shape in parameter_shapes(template)}
+    found = {name[len("params"):]: tuple(a.shape) for name, a in arrays.items() if name.startswith("params")}
+    differing = sorted(n for n in set(expected) | set(found) if expected.get(n) != found.get(n))
+    if differing:
+        shown = "; ".join(f"{n} {list(found[n]) if n in found else 'absent'} in the checkpoint, "
+                          f"{list(expected[n]) if n in expected else 'absent'} now" for n in differing[:3])
+        raise ValueError(
+            f"the checkpoint {where} belongs to another run: model parameter shapes differ (another model or "
+            f"hidden sizes): {shown}{f' (and {len(differing) - 3} more)' if len(differing) > 3 else ''}"
+        )
 
 
 def load_checkpoint(path: str | Path, model: Model, optimizer: Any, input_shape: tuple[int, ...]) -> tuple[Checkpoint, dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint` for this model and optimizer.
 
-    Returns ``(Checkpoint, info)``. The pytrees are rebuilt from a fresh (shape-only) initialisation,
-    so a checkpoint of another model or optimizer is refused (FormatError), not silently misread.
+    Returns ``(Checkpoint, info)``. The pytrees are rebuilt from a fresh (shape-only) initialisation, so a
+    checkpoint of another model (other parameter shapes: a ValueError "belongs to another run" that names
+    them) or of another optimizer (FormatError) is refused, not silently misread.
     """
     _, config, arrays = io.read_bundle(path, ("checkpoint",))
     where = str(path)
     if not isinstance(config.get("members"), int) or not isinstance(config.get("epoch"), int) or "info" not in config:
         raise FormatError(f"{where}: {io.CONFIG} is not a checkpoint's configuration")
     members = int(config["members"])
+    identity = _stored_identity(config.get("identity"), where)
     params_template, state_template = member_template(model, input_shape)
+    _check_shapes(arrays, params_template, members, where)
     opt_template = jax.eval_shape(optimizer.init, params_template)
     params = io.unflatten("params", params_template, arrays, members, where)
     state = io.unflatten("state", state_template, arrays, members, where)
@@ -199,5 +230,5 @@ def load_checkpoint(path: str | Path, model: Model, optimizer: Any, input_shape:
     used = io.leaf_names("params", params_template) | io.leaf_names("state", state_template)
     io.check_unused(arrays, used | io.leaf_names("opt_state", opt_template) | {"history"}, where)
     checkpoint = Checkpoint(params, state, opt_state, epoch=int(config["epoch"]), history=arrays["history"],
-                            identity=config.get("identity"))
+                            identity=identity)
     return checkpoint, config["info"]

@@ -8,6 +8,7 @@ among the data rows, counted from 1 (the header of a CSV file is not a data row)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -47,13 +48,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` as CSV or Parquet (by the extension) atomically (see :func:`deepens.io.atomic_file`):
-    ``path`` is either the complete new table or untouched."""
+    ``path`` is either the complete new table or untouched. A replaced file keeps its permission bits; a
+    new one gets the user's umask."""
     from deepens.io import atomic_file
 
     path = Path(path)
     if _kind(path) == "csv":
         return atomic_file(path, lambda temporary: frame.to_csv(temporary, index=False))
     return atomic_file(path, lambda temporary: frame.to_parquet(temporary, index=False))
+
+
+def check_output_path(output: str | Path, inputs: Sequence[str | Path]) -> None:
+    """A ValueError when ``output`` is any of ``inputs`` (after resolving ``.``, ``..`` and symbolic links,
+    or the same file under another name, a hard link): writing it would destroy that input. Call it
+    before anything is read or trained."""
+    target = Path(output)
+    for given in inputs:
+        source = Path(given)
+        same = os.path.realpath(target) == os.path.realpath(source)
+        if not same and target.exists() and source.exists():
+            try:
+                same = os.path.samefile(target, source)
+            except OSError:
+                same = False
+        if same:
+            raise ValueError(f"the output {target} is the input {source}: writing it would destroy that input; "
+                             "choose another output path")
 
 
 def _first_line(err: BaseException) -> str:
@@ -119,8 +139,22 @@ def feature_columns(frame: pd.DataFrame, exclude: Sequence[str], source: str) ->
 
 
 def features(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """The feature columns as float64 (booleans become 0 and 1), keeping their names."""
-    return frame[list(columns)].astype(np.float64)
+    """The feature columns as float64 (booleans become 0 and 1), keeping their names; a ValueError names
+    the column and rows of values too large for float32 (the networks' precision)."""
+    table = frame[list(columns)].astype(np.float64)
+    for c in table.columns:
+        _refuse_beyond_float32(table[c].to_numpy(), f"column {c!r}")
+    return table
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _refuse_beyond_float32(values: np.ndarray, what: str) -> None:
+    huge = np.flatnonzero(np.abs(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)) > FLOAT32_MAX)
+    if len(huge):
+        raise ValueError(f"{what} holds values too large for float32 (|value| > {FLOAT32_MAX:.3g}) in "
+                         f"{describe_rows(huge)}: the first is {values[huge[0]]:.6g}")
 
 
 def unusable_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -157,23 +191,51 @@ def _infinite_columns(frame: pd.DataFrame, columns: Sequence[str]) -> set[str]:
             and np.isinf(frame[c].to_numpy(dtype=np.float64, na_value=np.nan)).any()}
 
 
+MAX_CLASSES = 20
+
+
 def infer_task(target: pd.Series) -> tuple[str, str]:
     """``(task, reason)``: classification for labels (text, booleans, or whole numbers taking few
-    values: at most 20, and at most half as many as there are rows), regression otherwise."""
+    values: from 2 to :data:`MAX_CLASSES`, and at most half as many as there are rows), regression
+    otherwise (a constant numeric target too: it has nothing to classify, and regresses to its value).
+
+    A text column that is mostly numbers (more than half of its values) with a few other values is
+    neither: a ValueError names the rows holding text (pass ``--task`` to choose).
+    """
     values = target.dropna()
     name = target.name
     if pd.api.types.is_bool_dtype(values):
         return "classification", f"target {name!r} is boolean"
     if not is_numeric(values):
+        _refuse_stray_text(target)
         return "classification", f"target {name!r} holds text labels ({values.nunique()} distinct)"
     numbers = values.to_numpy(dtype=np.float64)
     numbers = numbers[np.isfinite(numbers)]
+    distinct = len(np.unique(numbers))
+    if distinct == 1:
+        return "regression", (f"target {name!r} is constant ({numbers[0]:g} in every row): regression to that value; "
+                              "a classifier needs at least 2 classes")
     if len(numbers) and np.all(numbers == np.round(numbers)):
-        distinct = len(np.unique(numbers))
-        if distinct <= 20 and distinct <= len(numbers) / 2:
-            return "classification", f"target {name!r} holds {distinct} distinct whole numbers"
+        if distinct <= MAX_CLASSES and distinct <= len(numbers) / 2:
+            return "classification", f"target {name!r} holds {distinct} distinct whole numbers (at most {MAX_CLASSES})"
         return "regression", f"target {name!r} holds {distinct} distinct whole numbers (too many for classes)"
     return "regression", f"target {name!r} holds real numbers"
+
+
+def _refuse_stray_text(target: pd.Series) -> None:
+    """ValueError for a text column that is mostly numbers: the text is likely a typo or a marker of a
+    missing value, and taking every value as a class would make a classifier of one class per number."""
+    present = target.notna().to_numpy()
+    converted = pd.to_numeric(target, errors="coerce")
+    text = np.flatnonzero(present & converted.isna().to_numpy())
+    numbers = int(present.sum()) - len(text)
+    if len(text) and numbers > present.sum() / 2:
+        examples = ", ".join(repr(v) for v in dict.fromkeys(target.iloc[text[:5]].tolist()))
+        raise ValueError(
+            f"target {target.name!r} is mostly numbers ({numbers} of {int(present.sum())} values) but "
+            f"{describe_rows(text)} hold{'s' if len(text) == 1 else ''} text ({examples}): fix or remove "
+            f"{'them' if len(text) > 1 else 'it'}, or choose with --task (classification takes every value as a label)"
+        )
 
 
 def labels(target: pd.Series) -> np.ndarray:
@@ -190,4 +252,6 @@ def regression_target(target: pd.Series, source: str) -> np.ndarray:
             f"{source}: the target {target.name!r} is not numeric ({_first_non_numeric(target)}); "
             "for class labels use --task classification"
         )
-    return target.to_numpy(dtype=np.float64)
+    values = target.to_numpy(dtype=np.float64)
+    _refuse_beyond_float32(values, f"{source}: the target {target.name!r}")
+    return values

@@ -3,11 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from deepens import losses
+from deepens import program as program_module
 from deepens.adversarial import FGSM, VAT, fgsm_perturb, get_adversarial, input_scale, vat_divergence, vat_perturbation
-from deepens.heads import Categorical
+from deepens.heads import Categorical, Point
+from deepens.models import as_model
 
 
 def _linear_gaussian_loss(w, b, y):
@@ -111,3 +114,103 @@ def test_vat_divergence_needs_no_labels_and_exceeds_a_random_direction(rng):
     random_kl = Categorical().kl(predict(x), predict(x + random_r))
     assert np.all(np.asarray(adversarial) >= 0)
     assert float(jnp.mean(adversarial)) > 1.5 * float(jnp.mean(random_kl))
+
+
+# The trainer's objective pinned by hand on a linear point model f(x) = x.w + b trained on squared error,
+# where FGSM's step and VAT's perturbation have closed forms.
+
+
+def _linear_point_program(adversarial):
+    init = lambda key, x: {"w": jnp.zeros((x.shape[1], 1)), "b": jnp.zeros(1)}  # noqa: E731
+    apply = lambda p, x: x @ p["w"] + p["b"]  # noqa: E731
+    return program_module.Program(as_model((init, apply)), Point(), "mse", optax.sgd(0.1), adversarial, 16, 1, True)
+
+
+@pytest.fixture
+def linear_point(rng):
+    x = rng.normal(0, 3, (16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    params = {"w": rng.normal(size=(3, 1)).astype(np.float32), "b": np.array([0.3], np.float32)}
+    weights = np.r_[np.ones(13), np.zeros(3)].astype(np.float32)  # the last three rows are batch padding
+    scale = np.array([1.0, 2.0, 0.5], np.float32)
+    return x, y, params, weights, scale
+
+
+def _hand_fgsm(x, y, w, b, weights, eps):
+    """(loss(x) + loss(x')) / 2 for loss (f - y)^2 and x' = x + eps sign(2 (f - y) w), its weighted mean
+    and the gradient with x' held constant, all in float64."""
+    x, y, w = x.astype(np.float64), y[:, 0].astype(np.float64), w[:, 0].astype(np.float64)
+    residual = x @ w + b[0] - y
+    x_adv = x + eps * np.sign(residual)[:, None] * np.sign(w)  # grad_x (f - y)^2 = 2 (f - y) w
+    residual_adv = x_adv @ w + b[0] - y
+    per_example = 0.5 * (residual**2 + residual_adv**2)
+    total = weights.sum()
+    grad_w = ((weights * residual) @ x + (weights * residual_adv) @ x_adv) / total
+    grad_b = np.sum(weights * (residual + residual_adv)) / total
+    return per_example, np.sum(weights * per_example) / total, grad_w, grad_b
+
+
+def test_fgsm_objective_is_the_hand_written_step(linear_point):
+    x, y, params, weights, scale = linear_point
+    fgsm = FGSM(0.07, relative=False)
+    per_example, mean, grad_w, grad_b = _hand_fgsm(x, y, params["w"], params["b"], weights, scale * 0.07)
+    loss_fn = Point().loss("mse")
+    predict = lambda inputs: inputs @ params["w"] + params["b"]  # noqa: E731
+    np.testing.assert_allclose(fgsm.objective(loss_fn, predict, x, y, scale=scale), per_example, rtol=1e-5)
+    # The trainer's batch objective calls it: the same weighted mean and gradient, with eps from the array.
+    program = _linear_point_program(FGSM(0.5, relative=False))  # its own eps is ignored in favour of eps=
+    value_and_grad = jax.value_and_grad(
+        lambda p: program_module._batch_objective(program, p, {}, x, y, weights, scale, jax.random.PRNGKey(0), 0.07)[0]
+    )
+    value, grads = value_and_grad(params)
+    np.testing.assert_allclose(value, mean, rtol=1e-5)
+    np.testing.assert_allclose(grads["w"][:, 0], grad_w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grads["b"][0], grad_b, rtol=1e-4, atol=1e-6)
+
+
+def test_one_training_step_of_the_compiled_program_is_the_hand_written_fgsm_step(linear_point):
+    x, y, params, _, scale = linear_point
+    lr, eps = 0.1, 0.07
+    _, _, grad_w, grad_b = _hand_fgsm(x, y, params["w"], params["b"], np.ones(len(x)), scale * eps)
+    program = _linear_point_program(FGSM(eps, relative=False))  # batch 16 = all rows: one full-batch step
+    stacked = jax.tree.map(lambda leaf: leaf[None], params)
+    trained, _, history, _ = program_module.train_members(
+        program, stacked, {}, x, y, epochs=1, seed=0, member_ids=[0], scale=scale
+    )
+    np.testing.assert_allclose(trained["w"][0, :, 0], params["w"][:, 0] - lr * grad_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(trained["b"][0, 0], params["b"][0] - lr * grad_b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(history[0, 0], _hand_fgsm(x, y, params["w"], params["b"], np.ones(len(x)), scale * eps)[1], rtol=1e-5)
+
+
+def test_vat_objective_is_the_hand_written_step(linear_point):
+    """For a linear point model the power iteration finds r = eps * scale * (scale w) / |scale w| up to
+    sign, after one step from any start, so KL = (r.w)^2 / 2 = eps^2 |scale w|^2 / 2 for every row."""
+    x, y, params, weights, scale = linear_point
+    vat, eps, key = VAT(0.5, relative=False, weight=0.8), 0.05, jax.random.PRNGKey(3)
+    w, b = params["w"][:, 0].astype(np.float64), params["b"].astype(np.float64)
+    residual = x @ w + b[0] - y[:, 0]
+    sw = scale * w
+    # The sign of r per row follows the random start d: sign((scale * d) . w).
+    start = np.asarray(jax.random.normal(key, x.shape, jnp.float32), np.float64)
+    r = eps * np.sign(start @ sw)[:, None] * scale * sw / np.linalg.norm(sw)
+    kl = 0.5 * (r @ w) ** 2
+    np.testing.assert_allclose(kl, 0.5 * eps**2 * np.sum(sw**2), rtol=1e-10)
+    per_example = residual**2 + 0.8 * kl
+    total = weights.sum()
+    # The target p(.|x) is held fixed; only the perturbed prediction x + r carries gradient.
+    grad_w = (weights * 2 * residual) @ x / total + 0.8 * (weights * (r @ w)) @ (x + r) / total
+    grad_b = np.sum(weights * (2 * residual + 0.8 * (r @ w))) / total
+
+    loss_fn = Point().loss("mse")
+    predict = lambda inputs: inputs @ params["w"] + params["b"]  # noqa: E731
+    got = vat.objective(loss_fn, predict, x, y, eps=eps, scale=scale, key=key, kl=Point().kl)
+    np.testing.assert_allclose(got, per_example, rtol=1e-4)
+    program = _linear_point_program(vat)
+    value, grads = jax.value_and_grad(
+        lambda p: program_module._batch_objective(program, p, {}, x, y, weights, scale, key, eps)[0]
+    )(params)
+    np.testing.assert_allclose(value, np.sum(weights * per_example) / total, rtol=1e-4)
+    np.testing.assert_allclose(grads["w"][:, 0], grad_w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grads["b"][0], grad_b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="key"):
+        vat.objective(loss_fn, predict, x, y, scale=scale)

@@ -276,3 +276,166 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, capsys)
     for name, leaf in io.flatten("params", a.params).items():
         np.testing.assert_array_equal(leaf, io.flatten("params", b.params)[name], err_msg=name)
     np.testing.assert_array_equal(a.history, b.history)
+
+
+# --- hostile input (issue 14): task inference, paths that would lose data, the experiment commands -----
+
+
+@pytest.mark.parametrize("values, task, reason", [
+    ([3.5] * 30, "regression", "constant"),
+    ([2] * 30, "regression", "constant"),
+    ([0, 1, 2] * 10, "classification", "3 distinct whole numbers"),
+    (["x", "y", "1", "2"], "classification", "text labels"),  # half numbers: labels, not numbers with typos
+    ([True] * 6, "classification", "boolean"),
+])
+def test_task_inference_of_edge_cases(values, task, reason):
+    inferred, said = tables.infer_task(pd.Series(values, name="t"))
+    assert inferred == task and reason in said, said
+
+
+def test_a_numeric_target_with_stray_text_is_refused_naming_the_rows():
+    values = pd.Series([*np.linspace(0.0, 1.0, 58), "n/a", "oops"], name="t", dtype=object)
+    values.iloc[[3, 59]] = values.iloc[[58, 3]].to_numpy()  # stray text in rows 4 and 59 (counted from 1)
+    with pytest.raises(ValueError, match=r"'t' is mostly numbers \(58 of 60 values\) but rows 4, 59 hold text"):
+        tables.infer_task(values)
+
+
+def test_train_refuses_stray_text_and_fits_a_constant_target_as_regression(capsys, tmp_path):
+    frame = _regression_frame().drop(columns=["key", "city"])
+    text = frame.copy()
+    text["price"] = text["price"].astype(object)
+    text.loc[7, "price"] = "unknown"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    _assert_refused(capsys, tmp_path, ["train", tmp_path / "text.csv", "--target", "price", "-o", tmp_path / "m"],
+                    "row 8 holds text ('unknown')", outputs=[tmp_path / "m"])
+    frame["price"] = 5.0
+    frame.to_csv(tmp_path / "constant.csv", index=False)
+    code, out, err = _run(capsys, "train", tmp_path / "constant.csv", "--target", "price", "-o", tmp_path / "c", *TRAIN)
+    assert code == 0, err
+    assert "task: regression" in err and "constant" in err
+    np.testing.assert_allclose(deepens.load(tmp_path / "c").predict(frame[["a", "b", "c"]]), 5.0, atol=0.5)
+
+
+def test_values_too_large_for_float32_are_named_by_column_and_row(capsys, tmp_path):
+    frame = _regression_frame().drop(columns=["key", "city"])
+    frame.loc[9, "b"] = 1e39
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    _assert_refused(capsys, tmp_path, ["train", tmp_path / "huge.csv", "--target", "price", "-o", tmp_path / "m"],
+                    "column 'b' holds values too large for float32", outputs=[tmp_path / "m"])
+    frame = _regression_frame().drop(columns=["key", "city"])
+    frame.loc[4, "price"] = -1e300
+    frame.to_csv(tmp_path / "target.csv", index=False)
+    _assert_refused(capsys, tmp_path, ["train", tmp_path / "target.csv", "--target", "price", "-o", tmp_path / "m"],
+                    "the target 'price' holds values too large for float32 (|value| > 3.4e+38) in row 5")
+
+
+def test_train_refuses_a_checkpoint_dir_that_is_a_file_or_the_model_folder(capsys, files, tmp_path):
+    out = tmp_path / "m"
+    houses = ["train", files / "houses.csv", "--target", "price", "--drop", "city", "key", "-o", out, *TRAIN,
+              "--checkpoint-every", "1"]
+    (tmp_path / "note.txt").write_text("mine")
+    _assert_refused(capsys, tmp_path, [*houses, "--checkpoint-dir", tmp_path / "note.txt"],
+                    "is a file, not a folder", outputs=[out])
+    for checkpoints in (out, tmp_path / "m" / "inner", tmp_path):
+        _assert_refused(capsys, tmp_path, [*houses, "--checkpoint-dir", checkpoints],
+                        "must lie apart from the model folder", outputs=[out])
+    assert (tmp_path / "note.txt").read_text() == "mine"
+
+
+def test_predict_refuses_to_write_over_its_input(capsys, files, regression_model, tmp_path):
+    data = tmp_path / "houses.csv"
+    data.write_bytes((files / "houses.csv").read_bytes())
+    before = data.read_bytes()
+    for output in (data, tmp_path / "." / "houses.csv"):
+        _assert_refused(capsys, tmp_path, ["predict", regression_model, data, "-o", output], "is the input")
+    assert data.read_bytes() == before
+    code, out, err = _run(capsys, "predict", regression_model, data, "-o", regression_model / "p.csv")
+    assert code == 2 and "inside the model folder" in err and not (regression_model / "p.csv").exists()
+
+
+@pytest.fixture
+def uci_folder(tmp_path_factory):
+    from deepens.data import uci
+
+    root = tmp_path_factory.mktemp("uci")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2))
+    uci.write(root / "tiny", x, x.sum(1), [(np.arange(20), np.arange(20, 30))])
+    uci.write(root / "broken", x, x.sum(1), [(np.arange(20), np.arange(20, 30))])
+    (root / "broken" / "n_splits.txt").write_text("")
+    return root
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "uci", "--data-dir", "{tmp}/nowhere"], "data folder {tmp}/nowhere does not exist"),
+    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny,nope"], "unknown data set 'nope'"),
+    (["reproduce", "uci", "--data-dir", "{uci}"], "n_splits.txt must hold exactly one integer"),
+    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--members", "1"], "members=1 leaves the MSE"),
+    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--out", "{tmp}/file"], "is a file, not a folder"),
+    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--seed", "-1"], "--seed must be an integer >= 0"),
+    (["reproduce", "uci", "--data-dir", "{uci}", "--schedule", "cosine"], "need --learning-rate"),
+    (["reproduce", "mnist", "--data-dir", "{uci}"], "has no mnist/ folder"),
+    (["reproduce", "all", "--data-dir", "{tmp}/nowhere"], "does not exist"),
+    (["demo", "--seed", "-1"], "--seed must be an integer >= 0"),
+    (["demo", "--out", "{tmp}/file/sub"], "{tmp}/file is a file, not a folder"),
+    (["bench", "--workload", "w1", "--members", "0"], "--members must be an integer >= 1, got 0"),
+    (["bench", "--workload", "w1", "--json", "{tmp}/nowhere/b.json"], "the folder {tmp}/nowhere does not exist"),
+    (["bench", "--workload", "w1", "--json", "{tmp}"], "is a folder"),
+])
+def test_experiment_commands_refuse_bad_input_with_one_line_before_any_work(capsys, tmp_path, uci_folder, argv,
+                                                                              message, monkeypatch):
+    from deepens.experiments import bench, demo, uci
+
+    def started(*args, **kwargs):
+        raise AssertionError("work started before the input was checked")
+
+    for module in (bench, demo, uci):
+        monkeypatch.setattr(module, "run" if module is not uci else "run_dataset", started)
+    (tmp_path / "file").write_text("")
+    argv = [a.format(tmp=tmp_path, uci=uci_folder) for a in argv]
+    results = tmp_path / "elsewhere" / "results"
+    (tmp_path / "elsewhere").mkdir()
+    if "--out" not in argv and argv[0] != "bench":
+        argv += ["--out", str(results)]
+    _assert_refused(capsys, tmp_path, argv, message.format(tmp=tmp_path))
+    # At most an empty output folder was made (the benchmarks make it, then read their data).
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_a_bad_deepens_cpu_devices_is_one_line_and_does_not_break_import(capsys, monkeypatch, tmp_path):
+    for name in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEEPENS_CPU_DEVICES", "abc")
+    code, out, err = _run(capsys, "demo", "--out", tmp_path / "d")
+    assert code == 2 and err.strip() == ("deepens: error: DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, "
+                                         "got 'abc' (unset it for one device per core)")
+    assert not (tmp_path / "d").exists()
+    env = {**os.environ, "DEEPENS_CPU_DEVICES": "abc"}
+    done = subprocess.run([sys.executable, "-c", "import deepens, deepens.sklearn; print('imported')"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr
+
+
+def test_evaluate_refuses_a_one_member_point_ensemble_with_one_line(capsys, files, tmp_path):
+    frame = pd.read_csv(files / "houses.csv")
+    point = deepens.DeepEnsembleRegressor(members=1, head="point", hidden_layer_sizes=(4,), epochs=1, random_state=0,
+                                          calibration=None)
+    point.fit(frame[["a", "b", "c"]], frame["price"]).save(tmp_path / "point", metadata={"target": "price"})
+    with pytest.raises(ValueError, match=r"zero variance in 120 of 120 rows \(point members, one member\)"):
+        point.evaluate(frame[["a", "b", "c"]], frame["price"])
+    _assert_refused(capsys, tmp_path, ["evaluate", tmp_path / "point", files / "houses.csv", "--drop", "key", "city"],
+                    "zero variance")
+
+
+def test_train_and_predict_on_values_near_the_float32_limit_give_finite_tables(capsys, tmp_path):
+    # A feature and a target of magnitude 1e30 (their squares overflow float32): standardised, not NaN.
+    frame = _regression_frame().drop(columns=["key", "city"])
+    frame["a"] *= 1e30
+    frame["price"] *= 1e30
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    code, out, err = _run(capsys, "train", tmp_path / "huge.csv", "--target", "price", "-o", tmp_path / "m", *TRAIN)
+    assert code == 0, err
+    code, out, err = _run(capsys, "predict", tmp_path / "m", tmp_path / "huge.csv", "-o", tmp_path / "p.csv")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert np.all(np.isfinite(table.to_numpy())) and table["mean"].abs().median() > 1e29

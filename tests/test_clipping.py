@@ -94,7 +94,7 @@ def test_fit_default_clips_gaussian_heads_and_none_reproduces_the_unclipped_fit(
 def test_estimators_and_cli_pass_clip_norm_through():
     import argparse
 
-    from deepens.cli import _clip_norm
+    from deepens.cli.common import _clip_norm
     from deepens.sklearn import DeepEnsembleRegressor
 
     rng = np.random.default_rng(2)

@@ -68,6 +68,14 @@ def test_uci_list_datasets(tmp_path, toy_split_folder):
         (lambda f: (f / "index_features.txt").write_text("0\n3\n"), ValueError, "also listed as a feature"),
         (lambda f: (f / "index_features.txt").write_text("0\n7\n"), ValueError, "outside data.txt's 4 columns"),
         (lambda f: (f / "index_train_0.txt").write_text("0.5\n"), ValueError, "must hold integers"),
+        # Corrupt files: a ValueError naming the file, never an IndexError or numpy's bare message.
+        (lambda f: (f / "n_splits.txt").write_text(""), ValueError, r"n_splits.txt must hold exactly one integer"),
+        (lambda f: (f / "n_splits.txt").write_text("2\n3\n"), ValueError, r"n_splits.txt must hold exactly one"),
+        (lambda f: (f / "index_train_0.txt").write_text("zero\n"), ValueError, r"index_train_0.txt must hold integers"),
+        (lambda f: (f / "index_test_0.txt").write_bytes(b"\xff\xfe\x00"), ValueError, r"index_test_0.txt must hold"),
+        (lambda f: (f / "data.txt").write_text(""), ValueError, r"data.txt is empty"),
+        (lambda f: (f / "data.txt").write_text("1 2 x\n"), ValueError, r"data.txt is not a table of numbers"),
+        (lambda f: (f / "data.txt").write_text("1 2 3 4\n1 2\n"), ValueError, r"data.txt is not a table of numbers"),
     ],
 )
 def test_uci_malformed_folders_are_named(toy_split_folder, damage, error, message):
@@ -163,3 +171,11 @@ def test_real_uci_and_mnist_files_read_as_documented():
     test = mnist.load_test_set("mnist", SHARED)
     assert test.images.shape == (10000, 28, 28)
     np.testing.assert_array_equal(np.bincount(test.labels)[:3], [980, 1135, 1032])  # the data README's counts
+
+
+@pytest.mark.parametrize("cut", [10, 100, -4])
+def test_a_damaged_gzip_idx_file_is_a_value_error_naming_it(tmp_path, rng, cut):
+    path = idx.write(tmp_path / "a.idx.gz", rng.integers(0, 256, size=(50, 28, 28), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:cut])  # truncated mid-stream (EOFError) or mid-header (BadGzipFile)
+    with pytest.raises(ValueError, match=r"a.idx.gz is a damaged gzip file"):
+        idx.read(path)

@@ -107,6 +107,27 @@ def test_plan_mesh_on_cpu():
         devices.plan_mesh(2, 100, Mesh(np.array(cpus), ("x",)))
 
 
+def test_member_plan_pads_with_fresh_streams_trims_and_places(two_devices):
+    plan = devices.MemberPlan.make([4, 0, 2], 8, devices=2)
+    assert plan.trained_ids == (4, 0, 2, 5) and plan.padding == 1 and plan.members == 3
+    assert plan.note() == " (3 members + 1 to fill 2 devices)"
+    assert plan.training_mesh is plan.mesh
+    history = np.arange(12.0).reshape(3, 4)  # (epochs, trained members)
+    stacked = {"w": np.arange(8.0).reshape(4, 2)}
+    np.testing.assert_array_equal(plan.trim(history, axis=1), history[:, :3])
+    trimmed = plan.trim(stacked)
+    np.testing.assert_array_equal(trimmed["w"], stacked["w"][:3])
+    placed = plan.place_for_prediction(trimmed)
+    assert len(placed["w"].sharding.device_set) == 1  # 3 members do not split evenly over 2 devices
+    even = devices.MemberPlan.make([0, 1], 8, devices=2)
+    assert even.padding == 0 and even.note() == "" and even.trim(stacked) is stacked
+    assert len(even.place_for_prediction({"w": stacked["w"][:2]})["w"].sharding.device_set) == 2
+    assert devices.MemberPlan.make([0, 1, 2], 8, devices=1).training_mesh is None  # one device: no placement
+    # Repeated ids (the splits program) pad after the largest.
+    assert devices.MemberPlan.make([0, 1, 0, 1, 0, 1], 8, devices=2).trained_ids == (0, 1, 0, 1, 0, 1)
+    assert devices.MemberPlan.make([0, 1, 0], 8, devices=2).trained_ids == (0, 1, 0, 2)
+
+
 def test_initialize_distributed_needs_all_three_settings(monkeypatch):
     for name in ("DEEPENS_COORDINATOR", "DEEPENS_NUM_PROCESSES", "DEEPENS_PROCESS_ID",
                  "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
@@ -137,7 +158,7 @@ def test_two_processes_train_one_ensemble_like_one_process(data, tmp_path):
         for i in range(2)
     ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, log in zip(procs, logs):
+    for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
     expected = _leaves(single.params)
     for out in outs:
@@ -189,15 +210,15 @@ def test_two_processes_train_from_the_command_line(tmp_path):
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "1", "PYTHONPATH": str(REPO)}
     coordinator = f"127.0.0.1:{_free_port()}"
     procs = [
-        subprocess.Popen(common + ["-o", str(tmp_path / "model"), "--coordinator", coordinator,
-                                   "--num-processes", "2", "--process-id", str(i)],
+        subprocess.Popen([*common, "-o", str(tmp_path / "model"), "--coordinator", coordinator,
+                          "--num-processes", "2", "--process-id", str(i)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]
     for p in procs:
         log = p.communicate(timeout=300)[0]
         assert p.returncode == 0, log[-3000:]
-    single = subprocess.run(common + ["-o", str(tmp_path / "single")], env=env, capture_output=True, text=True)
+    single = subprocess.run([*common, "-o", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "model", "single"]
     two_hosts, one_host = deepens.load(tmp_path / "model"), deepens.load(tmp_path / "single")

@@ -10,6 +10,7 @@ import pytest
 from scipy import special
 
 from deepens import cli
+from deepens.calibration import fit_temperature
 from deepens.data import idx
 from deepens.data import shift as shift_data
 from deepens.experiments import shift
@@ -21,14 +22,14 @@ def test_fit_temperature_recovers_the_generating_temperature() -> None:
     true_t = 2.5
     p = special.softmax(logits / true_t, axis=1)
     labels = (rng.random((len(p), 1)) > np.cumsum(p, axis=1)).sum(axis=1)
-    assert shift.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.05)
+    assert fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.05)
     # Scaled logits need a proportionally scaled temperature; log-softmax gives the same T as logits.
-    fitted = shift.fit_temperature(logits, labels)
-    assert shift.fit_temperature(2 * logits, labels) == pytest.approx(2 * fitted, rel=1e-3)
+    fitted = fit_temperature(logits, labels)
+    assert fit_temperature(2 * logits, labels) == pytest.approx(2 * fitted, rel=1e-3)
     log_probs = logits - special.logsumexp(logits, axis=1, keepdims=True)
-    assert shift.fit_temperature(log_probs, labels) == pytest.approx(shift.fit_temperature(logits, labels), rel=1e-4)
-    with pytest.raises(ValueError, match="fit_temperature"):
-        shift.fit_temperature(logits[:, 0], labels)
+    assert fit_temperature(log_probs, labels) == pytest.approx(fit_temperature(logits, labels), rel=1e-4)
+    with pytest.raises(ValueError, match="log_probs"):
+        fit_temperature(logits[:, 0], labels)
 
 
 def test_default_shifts_cover_the_issue() -> None:
@@ -80,3 +81,15 @@ def test_reproduce_shift_tiny(fake_mnist, tmp_path, capsys) -> None:
     for name in ("shift_confidence_vs_accuracy.png", "shift_rotation.png", "shift_translation.png", "shift_corruptions.png", "shift.md"):
         assert (out / name).stat().st_size > 0
     assert "| 180 |" in (out / "shift.md").read_text()
+    # The same seed gives the same numbers: a second run writes an identical shift.json.
+    again = tmp_path / "again"
+    assert cli.main(["reproduce", "shift", "--out", str(again), "--data-dir", str(fake_mnist),
+                     "--members", "2", "--epochs", "1", "--train-limit", "240"]) == 0
+    assert (again / "shift.json").read_text() == (out / "shift.json").read_text()
+
+
+def test_shift_settings_refuse_unknown_methods() -> None:
+    with pytest.raises(ValueError, match="shift methods"):
+        shift.Settings(methods=("ensemble", "dropout"))
+    with pytest.raises(ValueError, match="add 'ensemble'"):
+        shift.Settings(methods=("temperature",))

@@ -88,3 +88,28 @@ def test_get_head_rejects_unknown_names():
 def test_location_scale_head_rejects_odd_output_width():
     with pytest.raises(ValueError, match="even"):
         Gaussian().split(jnp.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("head, dist", [(Gaussian(), stats.norm), (Laplace(), stats.laplace)])
+def test_quantiles_far_in_both_tails_match_scipy(head, dist):
+    # Issue 14: the Laplace quantile formed p - 1/2 in float32 and lost small p (-13.109 for 1e-6, -inf
+    # below 1.5e-8). Upper tails: p = 1 - 10^-k as float32 holds it (k <= 7); beyond, upper_quantile.
+    outputs = np.array([[0.25, 0.5413248]], np.float32)  # scale softplus(0.5413) + 1e-6 ~ 1
+    loc, scale = (float(a[0, 0]) for a in head.split(outputs))
+    for k in range(1, 10):
+        p = np.float32(10.0**-k)
+        np.testing.assert_allclose(head.quantile(outputs, p)[0, 0], dist.ppf(float(p), loc, scale), rtol=2e-6)
+        np.testing.assert_allclose(head.upper_quantile(outputs, p)[0, 0], dist.isf(float(p), loc, scale), rtol=2e-6)
+        np.testing.assert_allclose(head.survival(outputs, head.upper_quantile(outputs, p))[0, 0], p, rtol=1e-4)
+        if k <= 7:
+            upper = np.float32(1.0 - 10.0**-k)
+            np.testing.assert_allclose(head.quantile(outputs, upper)[0, 0], dist.ppf(float(upper), loc, scale), rtol=2e-6)
+
+
+@pytest.mark.parametrize("head", [Gaussian(), Laplace()])
+def test_nll_refuses_targets_that_would_broadcast_to_a_matrix(head):
+    # The distributions broadcast (a mixture scores y against every member); the loss path must not.
+    outputs = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"y has shape \(4,\)"):
+        head.nll(outputs, np.zeros(4, np.float32))
+    assert head.nll(outputs, np.zeros((4, 1), np.float32)).shape == (4,)

@@ -1,9 +1,12 @@
 """Saving and loading without pickle: identical predictions, refusal of tampered files, atomic writes,
 and checkpoints that resume to the uninterrupted result."""
 
+import dataclasses
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -174,12 +177,19 @@ def test_saving_never_overwrites_other_folders(tmp_path, regressor, saved):
     assert (saved / "notes.txt").read_text() == "mine"
 
 
+def _dead_pid():
+    """The id of a process that has exited (what a ``kill -9`` leaves in a temporary's name)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def test_removing_checkpoints_touches_nothing_else(tmp_path, data):
     folder = tmp_path / "mixed"
     taken = []
     deepens.fit(*data, hidden=(4,), members=1, epochs=2, checkpoint_every=1, on_checkpoint=taken.append, progress=False)
     serialization.save_checkpoint(folder, taken[1], {})
-    (folder / ".epoch-000001.tmp-0123456789ab").mkdir()  # what a kill during a save leaves
+    (folder / f".epoch-000001.tmp-{_dead_pid()}-0123456789ab").mkdir()  # what a kill during a save leaves
     (folder / "results.csv").write_text("keep")
     io.remove_checkpoints(folder)
     assert sorted(os.listdir(folder)) == ["results.csv"]
@@ -187,6 +197,57 @@ def test_removing_checkpoints_touches_nothing_else(tmp_path, data):
     serialization.save_checkpoint(folder, taken[1], {})
     io.remove_checkpoints(folder)
     assert not folder.exists()
+
+
+def test_checkpoint_cleanup_keeps_the_users_folders_named_like_checkpoints(tmp_path, data, regressor):
+    folder = tmp_path / "ckpt"
+    taken = []
+    deepens.fit(*data, hidden=(4,), members=1, epochs=3, checkpoint_every=1, on_checkpoint=taken.append, progress=False)
+    users = folder / "epoch-000001"
+    users.mkdir(parents=True)
+    (users / "notes.txt").write_text("mine")
+    regressor.save(folder / "epoch-000002")  # a deepens object, but not a checkpoint
+    forged = folder / "epoch-000000"  # a bundle of kind checkpoint without a run in its manifest
+    io.write_bundle(forged, "checkpoint", {"epoch": 0}, {"a": np.zeros(2, np.float32)})
+    serialization.save_checkpoint(folder, taken[2], {})  # epoch 3: removes older checkpoints of its run only
+    assert sorted(os.listdir(folder)) == ["epoch-000000", "epoch-000001", "epoch-000002", "epoch-000003"]
+    assert io.latest_checkpoint(folder).name == "epoch-000003"
+    io.remove_checkpoints(folder)
+    assert sorted(os.listdir(folder)) == ["epoch-000000", "epoch-000001", "epoch-000002"]
+    assert (users / "notes.txt").read_text() == "mine"
+    assert deepens.load(folder / "epoch-000002").predict(data[0]).shape == (48,)
+    assert io.latest_checkpoint(folder) is None  # folders named like checkpoints are passed over
+    # A checkpoint save never replaces what is not a checkpoint.
+    with pytest.raises(ValueError, match="refusing to overwrite.*not a checkpoint deepens wrote"):
+        serialization.save_checkpoint(folder, taken[1], {})  # epoch 2: the user's saved regressor
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        serialization.save_checkpoint(folder, taken[0], {})
+    assert (users / "notes.txt").read_text() == "mine"
+    # Another run's checkpoints in a shared folder survive this run's saves and its cleanup.
+    other = dataclasses.replace(taken[2], epoch=4, identity=dataclasses.replace(taken[2].identity, x="0" * 64))
+    serialization.save_checkpoint(folder, taken[2], {})
+    serialization.save_checkpoint(folder, other, {})
+    serialization.save_checkpoint(folder, dataclasses.replace(taken[2], epoch=5), {})
+    assert {"epoch-000004", "epoch-000005"} <= set(os.listdir(folder)) and "epoch-000003" not in os.listdir(folder)
+    io.remove_checkpoints(folder, run=taken[2].identity.digest)
+    assert "epoch-000004" in os.listdir(folder) and "epoch-000005" not in os.listdir(folder)
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_a_clear_error(tmp_path, data):
+    taken = []
+    deepens.fit(*data, hidden=(4,), members=1, epochs=1, checkpoint_every=1, on_checkpoint=taken.append, progress=False)
+    file = tmp_path / "ckpt"
+    file.write_text("not a folder")
+    for call in (lambda: io.check_checkpoint_dir(file), lambda: io.latest_checkpoint(file),
+                 lambda: serialization.save_checkpoint(file, taken[0], {})):
+        with pytest.raises(ValueError, match="is a file, not a folder"):
+            call()
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        serialization.save_checkpoint(file / "below", taken[0], {})
+    io.remove_checkpoints(file)  # cleanup never touches a file
+    assert file.read_text() == "not a folder"
+    with pytest.raises(ValueError, match="is the model folder"):
+        io.check_checkpoint_dir(tmp_path / "m", model=tmp_path / "m")
 
 
 def test_a_crash_while_saving_leaves_no_half_written_model(tmp_path, monkeypatch, data, regressor, saved):
@@ -235,8 +296,8 @@ def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data
     for a, b in zip(_leaves(uninterrupted.params), _leaves(resumed.params), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(uninterrupted.history, resumed.history)
-    # A checkpoint read with another model is refused, not misread.
-    with pytest.raises(FormatError, match="expected"):
+    # A checkpoint read with another model is refused as another run's, naming the shapes, not misread.
+    with pytest.raises(ValueError, match=r"belongs to another run: model parameter shapes differ.*\['Dense_0'\]\['bias'\]"):
         serialization.load_checkpoint(latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0, 1.0), (3,))
 
 

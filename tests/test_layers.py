@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deepens"
 
 # Low to high. "name.*" matches the modules of a subpackage; the subpackage's own __init__ is "name".
 LAYERS: list[list[str]] = [
-    ["_version", "cache", "io", "validation", "devices", "data", "data.*", "tables"],
+    ["_version", "cache", "files", "io", "validation", "devices", "data", "data.*", "tables"],
     ["losses"],
     ["distributions"],
     ["heads"],
@@ -30,11 +32,12 @@ LAYERS: list[list[str]] = [
     ["methods", "methods.*"],
     ["ensemble"],
     ["checkpoint", "config"],
+    ["program"],
     ["train"],
     ["serialization"],
     ["sklearn", "estimators", "estimators.*"],
     ["plots"],
-    ["experiments", "experiments.*", "cli", "__init__", "__main__"],
+    ["experiments", "experiments.*", "cli", "cli.*", "__init__", "__main__"],
 ]
 
 
@@ -177,6 +180,34 @@ def test_imports_point_down():
 def test_no_import_cycles():
     found = cycles(graph())
     assert not found, f"import cycles: {found}"
+
+
+def test_import_and_the_command_line_parser_do_not_import_jax():
+    """``import deepens`` and every command's ``--help`` start without JAX (issue 12: start-up time); the
+    public names and submodules still load on first use."""
+    script = (
+        "import sys, deepens\n"
+        "from deepens.cli import build_parser\n"
+        "from deepens.config import DEFAULTS\n"
+        "parser = build_parser(); parser.format_help()\n"
+        "for command in parser._subparsers._group_actions[0].choices.values(): command.format_help()\n"
+        "heavy = sorted(m for m in ('jax', 'optax', 'flax', 'sklearn', 'scipy', 'pandas', 'matplotlib') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert deepens.fit.__module__ == 'deepens.train' and 'jax' in sys.modules\n"
+        "assert deepens.Gaussian.__module__ == 'deepens.heads' and deepens.io.FormatError  # a submodule\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=PACKAGE.parent)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_the_built_in_method_names_match_the_registry():
+    from deepens.config import METHOD_NAMES
+    from deepens.methods import METHODS
+
+    assert set(METHOD_NAMES) <= set(METHODS)
+    assert {name for name, cls in METHODS.items() if cls.__module__.startswith("deepens.methods.")} == set(METHOD_NAMES)
 
 
 if __name__ == "__main__":  # print the graph: python tests/test_layers.py

@@ -8,7 +8,8 @@ import pytest
 import scipy.stats
 
 import deepens
-from deepens import train
+from deepens import program as program_module
+
 from deepens.data.toy import spirals
 from deepens.heads import Categorical, Gaussian
 from deepens.methods import MIMO, BatchEnsemble, DeepEnsemble, get_method
@@ -23,7 +24,7 @@ def _stack(tree, copies=1):
 
 def test_deep_ensemble_order_is_the_trainers():
     np.testing.assert_array_equal(
-        DeepEnsemble().draw_order(5, [0, 3], [0, 2], 13, 4, 4), train._draw_order(5, [0, 3], [0, 2], 13, 4, 4)
+        DeepEnsemble().draw_order(5, [0, 3], [0, 2], 13, 4, 4), program_module._draw_order(5, [0, 3], [0, 2], 13, 4, 4)
     )
     # hand check: network 3, epoch 2 is default_rng([5, 3, 2])'s permutation, padded with its first rows
     perm = np.random.default_rng([5, 3, 2]).permutation(13)

@@ -88,6 +88,18 @@ def test_interval_holds_its_probability_under_the_mixture(rng, head, dist, level
     np.testing.assert_allclose(cdf(upper), (1 + level) / 2, atol=2e-5)
 
 
+@pytest.mark.parametrize("head, dist", HEADS)
+@pytest.mark.parametrize("level", [1 - 1e-7, 1 - 1e-9, 1 - 1e-12])
+def test_intervals_at_levels_near_one_stay_finite(head, dist, level):
+    # Issue 14: (1 + level) / 2 rounds to 1 in float32 and the upper bound was +inf.
+    outputs = np.array([[[0.5, 0.3]]], np.float32)
+    loc, scale = (np.asarray(a, np.float64)[0] for a in head.split(outputs))
+    lower, upper = mixture.mixture_interval(head, outputs, level)
+    tail = (1 - level) / 2
+    np.testing.assert_allclose(lower, dist.ppf(tail, loc, scale), rtol=1e-5)
+    np.testing.assert_allclose(upper, dist.isf(tail, loc, scale), rtol=1e-5)
+
+
 def test_interval_level_is_checked(rng):
     with pytest.raises(ValueError, match="level"):
         mixture.mixture_interval(Gaussian(), _members(rng), 1.0)

@@ -88,3 +88,65 @@ def test_multi_target_regression(rng):
 def test_select_rejects_an_empty_selection(small_regression_ensemble):
     with pytest.raises(ValueError):
         small_regression_ensemble.select([])
+
+
+@pytest.mark.parametrize("head_name", ["gaussian", "laplace"])
+def test_joint_and_marginal_log_densities_of_several_targets(head_name):
+    """Issue 14: with T > 1 targets the prediction's ``log_prob`` is the joint mixture density and the
+    metrics score per-target marginal mixtures; both are named and checked against scipy here."""
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    from deepens import metrics
+    from deepens.heads import get_head
+    from deepens.prediction import RegressionPrediction
+
+    head = get_head(head_name)
+    rng = np.random.RandomState(0)
+    outputs = rng.normal(0, 1.5, (3, 5, 6)).astype(np.float32)  # M = 3, N = 5, T = 3
+    y = rng.normal(0, 2, (5, 3)).astype(np.float32)
+    p = RegressionPrediction(head, outputs)
+    loc, scale = (np.asarray(a, np.float64) for a in head.split(outputs))
+    dist = stats.norm if head_name == "gaussian" else stats.laplace
+    member = dist.logpdf(y[None].astype(np.float64), loc, scale)  # (M, N, T)
+    joint = logsumexp(member.sum(-1), axis=0) - np.log(3)  # log mean_m prod_t p_m(y_t)
+    marginal = logsumexp(member, axis=0) - np.log(3)  # log mean_m p_m(y_t), per target
+    assert np.max(np.abs(joint - marginal.sum(-1))) > 0.1  # the two really differ here
+    np.testing.assert_allclose(p.log_prob(y), joint, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p.nll(y, joint=True), -joint, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p.log_prob(y, joint=False), marginal, rtol=1e-5, atol=1e-5)
+    family = {"family": head_name}
+    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family), -marginal, rtol=1e-10)
+    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family, joint=True), -joint, rtol=1e-10)
+    summary = metrics.evaluate(p, y)
+    assert summary["nll_mixture"] == pytest.approx(float(np.mean(-marginal)), rel=1e-5)
+    assert summary["nll_mixture"] == pytest.approx(float(np.mean(p.nll(y, joint=False))), rel=1e-5)
+    assert summary["nll_mixture_joint"] == pytest.approx(float(np.mean(-joint)), rel=1e-5)
+    assert summary["nll_mixture_joint"] == pytest.approx(float(np.mean(p.nll(y))), rel=1e-5)
+
+
+@pytest.mark.parametrize("labels, message", [([-1, 0, 1], r"in \[0, 3\)"), ([7, 0, 1], r"in \[0, 3\)"),
+                                             ([0.7, 0, 1], "integer"), ([0, 1], "shape"), (["a", "b", "c"], "integer")])
+def test_classification_nll_refuses_labels_outside_the_classes(labels, message):
+    """Issue 14: label -1 was read as class K-1, 7 of K = 3 gave NaN, 0.7 was read as class 0."""
+    from deepens.prediction import ClassificationPrediction
+
+    p = ClassificationPrediction(np.zeros((2, 3, 3), np.float32))
+    np.testing.assert_allclose(p.nll(np.array([0, 2, 1])), np.log(3), rtol=1e-6)
+    np.testing.assert_allclose(p.nll(np.array([0.0, 2.0, 1.0])), np.log(3), rtol=1e-6)
+    with pytest.raises(ValueError, match=message):
+        p.nll(np.array(labels))
+
+
+@pytest.mark.parametrize("squeeze, shape", [(True, (4, 2)), (True, (1,)), (True, (4, 4)), (False, (4, 3)),
+                                            (False, (4, 1)), (False, (4,)), (False, (1, 2))])
+def test_regression_scores_refuse_targets_of_another_width(squeeze, shape):
+    """Issue 14: a too-wide y must not be scored on its column 0, nor a too-narrow one broadcast."""
+    from deepens.heads import Gaussian
+    from deepens.prediction import RegressionPrediction
+
+    width = 1 if squeeze else 2
+    p = RegressionPrediction(Gaussian(), np.zeros((2, 4, 2 * width), np.float32), squeeze)
+    for score in (p.nll, p.cdf, p.log_prob, p.gaussian_nll):
+        with pytest.raises(ValueError, match=r"y has shape \(" + ", ".join(map(str, shape))):
+            score(np.zeros(shape, np.float32))

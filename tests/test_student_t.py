@@ -59,9 +59,9 @@ def test_mixture_of_one_member_is_the_member():
                                atol=1e-4)
     loc, scale, df = (np.asarray(a, np.float64) for a in head.split(outputs))
     yy = np.asarray(y, np.float64)
-    np.testing.assert_allclose(regression.mixture_nll(yy, loc[None], scale[None], family="student_t",
+    np.testing.assert_allclose(regression.mixture_nll(yy, member_locs=loc[None], member_scales=scale[None], family="student_t",
                                                       member_dfs=df[None]), -stats.t.logpdf(yy, df, loc, scale))
-    np.testing.assert_allclose(regression.mixture_cdf(yy, loc[None], scale[None], family="student_t",
+    np.testing.assert_allclose(regression.mixture_cdf(yy, member_locs=loc[None], member_scales=scale[None], family="student_t",
                                                       member_dfs=df[None]), stats.t.cdf(yy, df, loc, scale))
 
 
@@ -71,7 +71,7 @@ def test_crps_limits_and_monte_carlo():
     # df -> infinity is the Gaussian
     big = np.full((1, 3), 1e5)
     np.testing.assert_allclose(t_metrics.crps_mixture(y, np.zeros((1, 3)), np.ones((1, 3)), big),
-                               regression.crps_gaussian(y, np.zeros(3), np.ones(3)), rtol=1e-3)
+                               regression.crps_gaussian(y, mean=np.zeros(3), std=np.ones(3)), rtol=1e-3)
     # a heavy-tailed mixture of 3 members against E|X - y| - E|X - X'| / 2 by Monte Carlo
     locs = np.array([[0.0], [1.5], [-1.0]]) * np.ones((3, 3))
     scales = np.array([[1.0], [0.5], [2.0]]) * np.ones((3, 3))
@@ -80,12 +80,12 @@ def test_crps_limits_and_monte_carlo():
     member = rng.integers(0, 3, size=(2, n))
     draws = locs[member, 0] + scales[member, 0] * stats.t.rvs(dfs[member, 0], random_state=rng)
     expected = np.mean(np.abs(draws[0][:, None] - y[None]), axis=0) - 0.5 * np.mean(np.abs(draws[0] - draws[1]))
-    got = regression.crps_mixture(y, locs, scales, family="student_t", member_dfs=dfs)
+    got = regression.crps_mixture(y, member_locs=locs, member_scales=scales, family="student_t", member_dfs=dfs)
     np.testing.assert_allclose(got, expected, rtol=0.01)
     with pytest.raises(ValueError, match="member_dfs"):
-        regression.crps_mixture(y, locs, scales, family="student_t")
+        regression.crps_mixture(y, member_locs=locs, member_scales=scales, family="student_t")
     with pytest.raises(ValueError, match="> 2"):
-        regression.crps_mixture(y, locs, scales, family="student_t", member_dfs=dfs - 1.0)
+        regression.crps_mixture(y, member_locs=locs, member_scales=scales, family="student_t", member_dfs=dfs - 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import deepens
+from deepens import program as program_module
 from deepens import train
 from deepens.models import MLP, as_model
 
@@ -56,7 +57,7 @@ def test_members_differ_and_seeds_differ(regression_data):
     x, y = regression_data
     ensemble = deepens.fit(x, y, members=2, seed=5, **COMMON)
     first, second = (_leaves(ensemble.select([m]).params) for m in (0, 1))
-    assert all(not np.allclose(u, v) for u, v in zip(first, second))
+    assert all(not np.allclose(u, v) for u, v in zip(first, second, strict=True))
     other = deepens.fit(x, y, members=2, seed=6, **COMMON)
     assert not np.allclose(_leaves(ensemble.params)[0], _leaves(other.params)[0])
 
@@ -210,8 +211,8 @@ def test_model_output_width_must_fit_the_head(regression_data):
 def test_compiled_program_is_reused_across_fits(regression_data, monkeypatch):
     x, y = regression_data
     compiled = []
-    original = train._compiled
-    monkeypatch.setattr(train, "_compiled", lambda *args: compiled.append(1) or original(*args))
+    original = program_module._compiled
+    monkeypatch.setattr(program_module, "_compiled", lambda *args: compiled.append(1) or original(*args))
     deepens.fit(x, y, members=2, seed=21, **{**COMMON, "hidden": (7,)})
     assert len(compiled) == 1
     again = deepens.fit(x, y, members=2, seed=22, **{**COMMON, "hidden": (7,)})
@@ -219,6 +220,34 @@ def test_compiled_program_is_reused_across_fits(regression_data, monkeypatch):
     deepens.fit(x, y, members=2, seed=22, **{**COMMON, "hidden": (7,), "learning_rate": 0.02})
     assert len(compiled) == 2  # another learning rate is another program
     assert again.timings is not None and again.timings.train_s > 0
+
+
+# Loss histories (epoch x member) of fit(x, y, members=2, seed=5, adversarial=..., **COMMON) recorded with
+# the program that held eps in its static key, before eps became an argument (two CPU devices, jax 0.10.2).
+STATIC_EPS_HISTORY = {
+    "fgsm": [[5.415213584899902, 6.353013515472412], [4.360904216766357, 4.801817893981934],
+             [3.5273585319519043, 3.763424873352051], [3.164193630218506, 3.2880783081054688]],
+    "vat": [[5.232218265533447, 6.034886360168457], [4.239706993103027, 4.655491828918457],
+            [3.4236745834350586, 3.686295747756958], [3.0745766162872314, 3.241048812866211]],
+}
+
+
+def test_an_eps_sweep_compiles_once_and_matches_the_static_eps_program(regression_data, monkeypatch):
+    x, y = regression_data
+    compiled = []
+    original = program_module._compiled
+    monkeypatch.setattr(program_module, "_compiled", lambda *args: compiled.append(1) or original(*args))
+    monkeypatch.setattr(program_module, "_EXECUTABLES", type(program_module._EXECUTABLES)())  # nothing cached
+    for kind, adversarial in (("fgsm", deepens.FGSM), ("vat", deepens.VAT)):
+        before = len(compiled)
+        histories = {
+            eps: deepens.fit(x, y, members=2, seed=5, adversarial=adversarial(eps), **COMMON).history
+            for eps in (0.01, 0.02, 0.05)
+        }
+        assert len(compiled) == before + 1  # one program for the whole sweep
+        np.testing.assert_allclose(histories[0.05], STATIC_EPS_HISTORY[kind], rtol=1e-5)
+        assert not np.allclose(histories[0.01], histories[0.05])  # eps reaches the program
+    assert len(compiled) == 2  # FGSM and VAT are different programs
 
 
 def test_epochs_per_call_divides_the_epochs_and_the_checkpoint_period():

@@ -19,6 +19,12 @@ def _nan_at(a, index):
     return a
 
 
+def _scaled_at(a, index, value):
+    a = np.array(a)
+    a[index] = value
+    return a
+
+
 def _inf_at(a, index):
     a = np.array(a, dtype=np.float32)
     a[index] = np.inf
@@ -50,6 +56,22 @@ def _inf_at(a, index):
         (dict(x=X, y=LABELS - 1, head="categorical"), r"outside \[0, 2\) in rows 0, 3, 6"),
         (dict(x=X, y=LABELS + 0.5, head="categorical"), r"non-integer"),
         (dict(x=X, y=np.zeros(20, int), head="categorical"), r"at least 2 classes"),
+        # Finite in float32, but their squares are not: they used to train to all-NaN predictions.
+        (dict(x=_scaled_at(X, (5, 2), 1e30), y=Y), r"x has values whose squares overflow float32 .* row 5, column 2"),
+        (dict(x=X, y=_scaled_at(Y, 6, 1e30)), r"y has values whose squares overflow float32 .* row 6, column 0"),
+        # Finite in float64 but beyond float32: not "NaN or inf".
+        (dict(x=_scaled_at(X.astype(np.float64), (3, 1), 1e39), y=Y), r"x has values too large for float32 .* row 3, column 1"),
+        (dict(x=X, y=_scaled_at(Y.astype(np.float64), 2, -1e300)), r"y has values too large for float32 .* row 2"),
+        (dict(x=X.reshape(20, 3, 1), y=Y), r"built-in MLP takes 2-D x .* examples have shape \(3, 1\)"),
+        (dict(x=X, y=Y, hidden=(0,)), r"hidden must be .* integers >= 1 .* got \(0,\)"),
+        (dict(x=X, y=Y, hidden=(4, True)), r"hidden must be"),
+        (dict(x=X, y=Y, learning_rate=float("nan")), r"learning_rate must be a finite number > 0, got nan"),
+        (dict(x=X, y=Y, learning_rate=float("inf")), r"learning_rate must be a finite number > 0, got inf"),
+        (dict(x=X, y=Y, learning_rate=-0.1), r"learning_rate must be a finite number > 0, got -0.1"),
+        (dict(x=X, y=Y, learning_rate=True), r"learning_rate must be a real number, got True"),
+        (dict(x=X, y=Y, weight_decay=float("nan")), r"weight_decay must be a finite number >= 0, got nan"),
+        (dict(x=X + 1j, y=Y), r"x must be real, got complex values"),
+        (dict(x=X, y=Y + 0j), r"y must be real, got complex values"),
     ],
 )
 def test_bad_training_input_raises_before_anything_is_compiled(kwargs, message, monkeypatch):
@@ -96,6 +118,8 @@ def ensemble():
         (_nan_at(X, (2, 2)), r"NaN or inf in row 2"),
         (X[:0], r"empty"),
         (X[0], r"2-D"),
+        (_scaled_at(X, (4, 0), 1e20), r"squares overflow float32 .* row 4, column 0"),
+        (_scaled_at(X.astype(np.float64), (1, 1), 1e40), r"too large for float32 .* row 1, column 1"),
     ],
 )
 def test_bad_prediction_input(ensemble, x, message):
@@ -117,3 +141,31 @@ def test_prediction_targets_are_checked(ensemble):
     prediction = ensemble.predict(X)
     with pytest.raises(ValueError, match="shape"):
         prediction.nll(Y[:5])
+
+
+def test_values_below_the_square_limit_are_accepted_and_finite():
+    # 1e18 squared is 1e36 < 3.4e38: allowed (and the unit-scale training below is finite).
+    x = _scaled_at(X, (0, 0), 1e18)
+    assert deepens.validation.features(x)[0, 0] == np.float32(1e18)
+    ensemble = deepens.fit(X, Y, members=2, **FIT)
+    assert np.all(np.isfinite(np.asarray(ensemble.predict(X).mean)))
+
+
+def test_a_fit_that_diverges_warns_naming_the_members():
+    # Inputs of 1e15 pass the square check, but the network's outputs square to overflow: NaN loss.
+    with pytest.warns(RuntimeWarning, match=r"training diverged: the loss of members 0, 1 is nan"):
+        ensemble = deepens.fit(X * 1e15, Y, members=2, **FIT)
+    assert not np.all(np.isfinite(ensemble.history[-1]))
+
+
+def test_the_mlp_itself_checks_its_widths_and_its_input_rank():
+    with pytest.raises(ValueError, match=r"hidden must be"):
+        deepens.MLP((0,), 2)
+    with pytest.raises(ValueError, match=r"outputs must be an integer >= 1"):
+        deepens.MLP((3,), 0)
+    with pytest.raises(ValueError, match=r"unknown activation"):
+        deepens.MLP((3,), 1, "swish")
+    with pytest.raises(ValueError, match=r"2-D x"):
+        deepens.MLP((3,), 1).init(jax.random.PRNGKey(0), np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"2-D x"):
+        deepens.MLP((3,), 1).host_init(np.random.default_rng(0), np.zeros((2, 3, 4), np.float32))

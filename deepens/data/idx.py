@@ -7,6 +7,7 @@ C order. Type codes: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,10 @@ def read(path: str | Path) -> np.ndarray:
     path = Path(path)
     raw = path.read_bytes()
     if raw[:2] == _GZIP_MAGIC:
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:  # truncated or damaged: a corrupt file, named
+            raise ValueError(f"{path} is a damaged gzip file ({err or type(err).__name__})") from None
     return parse(raw, name=str(path))
 
 

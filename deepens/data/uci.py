@@ -14,6 +14,7 @@ Results are only comparable with published tables on these exact splits.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,18 @@ class UCIDataset:
         return Split(self.x[tr], self.y[tr], self.x[te], self.y[te])
 
 
-def _integers(path: Path) -> np.ndarray:
-    values = np.atleast_1d(np.loadtxt(path, dtype=np.float64, ndmin=1))
-    if values.size and np.any(values != np.round(values)):
+def _integers(path: Path, *, one: bool = False) -> np.ndarray:
+    """The integers in ``path``, one per line (exactly one with ``one``); ValueError naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # numpy warns on an empty file; refused below
+            values = np.atleast_1d(np.loadtxt(path, dtype=np.float64, ndmin=1))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} must hold integers, one per line ({' '.join(str(err).split())})") from None
+    if values.size and (not np.all(np.isfinite(values)) or np.any(values != np.round(values))):
         raise ValueError(f"{path} must hold integers, one per line")
+    if one and values.size != 1:
+        raise ValueError(f"{path} must hold exactly one integer, got {values.size} values")
     return values.astype(np.int64)
 
 
@@ -93,9 +102,13 @@ def load(folder: str | Path, *, splits: int | None = None) -> UCIDataset:
     if missing:
         raise FileNotFoundError(f"{folder} is not a UCI split folder: missing {', '.join(missing)}")
     try:
-        data = np.loadtxt(folder / "data.txt", dtype=np.float64, ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{folder / 'data.txt'}: {err}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # numpy warns on an empty file; refused below
+            data = np.loadtxt(folder / "data.txt", dtype=np.float64, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{folder / 'data.txt'} is not a table of numbers: {' '.join(str(err).split())}") from None
+    if data.size == 0:
+        raise ValueError(f"{folder / 'data.txt'} is empty")
     features, target = _integers(folder / "index_features.txt"), _integers(folder / "index_target.txt")
     columns = data.shape[1]
     if target.size != 1:
@@ -106,7 +119,7 @@ def load(folder: str | Path, *, splits: int | None = None) -> UCIDataset:
         raise ValueError(f"{folder}: the target column {target[0]} is also listed as a feature")
     if not np.all(np.isfinite(data)):
         raise ValueError(f"{folder / 'data.txt'} contains NaN or inf")
-    n_splits = int(_integers(folder / "n_splits.txt")[0])
+    n_splits = int(_integers(folder / "n_splits.txt", one=True)[0])
     if n_splits < 1:
         raise ValueError(f"{folder / 'n_splits.txt'} must be >= 1, got {n_splits}")
     keep = n_splits if splits is None else min(int(splits), n_splits)

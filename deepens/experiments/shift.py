@@ -5,7 +5,9 @@ validation slice, as a deep ensemble of M members (plain, and with FGSM adversar
 
 - ``single``: the ensemble's first member alone (member i is the same network whatever M);
 - ``temperature``: that network with its logits divided by a temperature fitted on the validation rows;
-- ``ensemble``: all M members; ``ensemble_at``: all M members trained with FGSM.
+- ``ensemble``: all M members; ``ensemble_at``: all M members trained with FGSM;
+- ``mimo`` and ``batchensemble``: M members inside one network (:mod:`deepens.methods`), the same MLP
+  without batch normalisation (neither widens it).
 
 Each is scored by :func:`deepens.metrics.shift_curve` on the test images rotated by 0..180 degrees,
 translated by 0..14 pixels and under every corruption of :mod:`deepens.data.shift` at intensity 0..5.
@@ -21,9 +23,9 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import optimize, special
-
+from scipy import special
 from deepens.adversarial import FGSM
+from deepens.calibration import fit_temperature
 from deepens.data import mnist as mnist_data
 from deepens.data import shift as shift_data
 from deepens.experiments import mnist
@@ -34,7 +36,8 @@ from deepens.plots import save
 from deepens.prediction import ClassificationPrediction
 from deepens.train import fit
 
-METHODS = ("single", "temperature", "ensemble", "ensemble_at")
+METHODS = ("single", "temperature", "ensemble", "ensemble_at", "mimo", "batchensemble")
+TRAINED = {"ensemble": "ensemble", "ensemble_at": "ensemble", "mimo": "mimo", "batchensemble": "batchensemble"}
 ROTATIONS = tuple(range(0, 181, 15))
 TRANSLATIONS = tuple(range(0, 15))
 
@@ -45,36 +48,19 @@ class Settings(mnist.Settings):
 
     Attributes:
       validation_fraction: the last that fraction of the training rows, held out to fit the temperature.
+      methods: which of :data:`METHODS` to train and score (``single`` and ``temperature`` need ``ensemble``).
     """
 
     members: int = 5
     validation_fraction: float = 1 / 12
+    methods: tuple[str, ...] = METHODS
 
-
-def fit_temperature(log_probs: Any, labels: Any) -> float:
-    """The temperature ``T > 0`` minimising the mean NLL of ``softmax(log_probs / T)``.
-
-    Args:
-      log_probs: ``(N, K)`` logits or log-probabilities (the same up to a per-row constant).
-      labels: ``(N,)`` integer classes.
-    Returns:
-      T, searched over ``log T`` in [-4, 4] (T in [0.018, 55]).
-    """
-    z = np.asarray(log_probs, dtype=np.float64)
-    y = np.asarray(labels)
-    if z.ndim != 2 or y.shape != (len(z),) or len(z) == 0:
-        raise ValueError(f"fit_temperature: need log_probs (N, K) and labels (N,), got {z.shape} and {y.shape}")
-    if not np.all(np.isfinite(z)):
-        raise ValueError("fit_temperature: log_probs must be finite")
-    y = y.astype(np.int64)
-    rows = np.arange(len(y))
-
-    def nll(log_t: float) -> float:
-        scaled = z / np.exp(log_t)
-        return float(np.mean(special.logsumexp(scaled, axis=1) - scaled[rows, y]))
-
-    result = optimize.minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded", options={"xatol": 1e-5})
-    return float(np.exp(result.x))
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"shift methods must be some of {METHODS}, got {self.methods!r}")
+        if {"single", "temperature"} & set(self.methods) and "ensemble" not in self.methods:
+            raise ValueError("the single and temperature methods are the ensemble's first member: add 'ensemble'")
 
 
 def default_shifts() -> list[tuple[str, float]]:
@@ -119,28 +105,31 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         f"in {timings['load_seconds']:.1f} s")
 
     steps = settings.epochs * -(-len(x_train) // min(settings.batch_size, len(x_train)))
-    model = MLP(tuple(settings.hidden), 10, batch_norm=True)
     ensembles = {}
-    for variant in ("ensemble", "ensemble_at"):
+    for variant in (v for v in TRAINED if v in settings.methods):
         begin = time.perf_counter()
         adversarial = FGSM(settings.eps, relative=False) if variant == "ensemble_at" else None
+        slotted = variant in ("mimo", "batchensemble")
         ensembles[variant] = _CachedOutputs(fit(
-            x_train, y_train, head="categorical", model=model, members=settings.members, epochs=settings.epochs,
-            batch_size=settings.batch_size, optimizer=settings.optimizer(steps), adversarial=adversarial,
-            num_classes=10, seed=settings.seed, devices=settings.devices, progress=echo,
-            description=f"shift: {variant}"))
+            x_train, y_train, head="categorical", model=MLP(tuple(settings.hidden), 10, batch_norm=not slotted),
+            members=settings.members, epochs=settings.epochs, batch_size=settings.batch_size,
+            optimizer=settings.optimizer(steps), adversarial=adversarial, num_classes=10, seed=settings.seed,
+            devices=settings.devices, progress=echo, description=f"shift: {variant}",
+            method=variant if slotted else "ensemble"))
         timings[f"train_{variant}_seconds"] = round(time.perf_counter() - begin, 2)
         say(f"trained {variant} (M = {settings.members}) in {timings[f'train_{variant}_seconds']:.1f} s")
 
-    val_logits = ensembles["ensemble"](x_val)[0]
-    temperature = fit_temperature(val_logits, y_val)
-    say(f"temperature fitted on {n_val} validation rows: T = {temperature:.4f}")
-    predictors = {
+    temperature = float("nan")
+    if "temperature" in settings.methods:
+        val_log_probs = special.log_softmax(ensembles["ensemble"](x_val)[0].astype(np.float64), axis=-1)
+        temperature = fit_temperature(val_log_probs, y_val)
+        say(f"temperature fitted on {n_val} validation rows: T = {temperature:.4f}")
+    available = {
         "single": lambda x: ClassificationPrediction(ensembles["ensemble"](x)[:1]),
         "temperature": lambda x: ClassificationPrediction(ensembles["ensemble"](x)[:1] / temperature),
-        "ensemble": lambda x: ClassificationPrediction(ensembles["ensemble"](x)),
-        "ensemble_at": lambda x: ClassificationPrediction(ensembles["ensemble_at"](x)),
+        **{v: (lambda x, v=v: ClassificationPrediction(ensembles[v](x))) for v in ensembles},
     }
+    predictors = {m: available[m] for m in METHODS if m in settings.methods}
     shifts = default_shifts()
     results: dict[str, list[dict[str, Any]]] = {}
     for method, predict in predictors.items():
@@ -284,7 +273,8 @@ def markdown(results: dict[str, list[dict[str, Any]]], run_info: dict[str, Any])
              f"MLP {' x '.join(map(str, s['hidden']))} ReLU with batch normalisation, {s['epochs']} epochs, "
              f"M = {s['members']}, FGSM eps {s['eps']:g}, seed {s['seed']}; {run_info['data']['train_rows']} training, "
              f"{run_info['data']['validation_rows']} validation, {run_info['data']['test_rows']} test images. "
-             f"Temperature T = {run_info['temperature']:.4f} (fitted on the validation rows). Brier is summed over "
+             f"Temperature T = {run_info['temperature']:.4f} (fitted on the validation rows; the softmax of one "
+             "network's logits divided by T). MIMO and BatchEnsemble use the MLP without batch normalisation. Brier is summed over "
              "classes (in [0, 2]); NLL, entropy and knowledge in nats.", "",
              "![rotation](shift_rotation.png)", "", "![translation](shift_translation.png)", "",
              "![corruptions](shift_corruptions.png)", "",

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from deepens.adversarial import Adversarial, input_scale
-from deepens.devices import Devices, padded_size, plan_mesh
+from deepens.devices import Devices, MemberPlan
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head
 from deepens.models import MLP, as_model
@@ -74,11 +74,10 @@ def train_splits(
     splits, n, _ = x.shape
     networks = splits * members
     batch = min(batch_size, n)
-    mesh = plan_mesh(networks, batch, devices)
-    padded = padded_size(networks, mesh)
     # Split s, member m is network s * members + m with stream m; any padding that evens out the devices
     # reuses the last split's data with fresh streams and is dropped afterwards.
-    ids = [m for _ in range(splits) for m in range(members)] + list(range(members, members + padded - networks))
+    plan = MemberPlan.make([m for _ in range(splits) for m in range(members)], batch, devices)
+    ids, padded = list(plan.trained_ids), len(plan.trained_ids)
     of_split = np.r_[np.repeat(np.arange(splits), members), np.full(padded - networks, splits - 1)]
     if adversarial is not None:
         scale = np.stack([input_scale(xs, adversarial.relative) for xs in x])[of_split]
@@ -93,7 +92,7 @@ def train_splits(
     init_s = time.perf_counter() - start
     params, state, history, timings = train_members(
         program, params, state, x[of_split], y[of_split][..., None], epochs=epochs, seed=seed, member_ids=ids,
-        scale=scale, mesh=mesh if mesh.size > 1 or jax.process_count() > 1 else None,
+        scale=scale, mesh=plan.training_mesh,
     )
     params, state = jax.device_get((params, state))
     ensembles = []

@@ -302,25 +302,43 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def check_members(settings: Settings) -> None:
+    """ValueError for one member with the MSE ensemble among the methods: its predictive variance is the
+    spread of its members' means, zero for one member, so it has no NLL (refused before any training)."""
+    if settings.members == 1 and "ensemble_mse" in settings.methods:
+        raise ValueError(
+            "members=1 leaves the MSE ensemble (ensemble_mse) no predictive variance (the spread of its members' "
+            "means is zero for one member), so its NLL is undefined; use 2 or more members (the paper uses 5)"
+        )
+
+
 def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) -> dict[str, Any]:
     """Run the benchmark; write ``uci.json``, ``uci_run.json``, ``uci.md`` and ``uci.png`` into ``out``."""
     from rich.console import Console
+
+    check_members(settings)
 
     console = Console(quiet=not echo, width=None if sys.stdout.isatty() else 120)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     root = paths.resolve(settings.data_dir, "uci", accept_given=True)
-    names = list(settings.datasets) if settings.datasets else uci.list_datasets(root)
+    available = uci.list_datasets(root)
+    names = list(settings.datasets) if settings.datasets else available
     if not names:
         raise FileNotFoundError(f"no UCI data set folders in {root}")
+    missing = [n for n in names if not (root / n).is_dir()]
+    if missing:
+        raise ValueError(f"unknown data set{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} in "
+                         f"{root}; it has {', '.join(available) or 'none'}")
     unknown = [m for m in settings.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+    # Every data set is read (and checked) before any training, so a corrupt one fails at once.
+    loaded = [uci.load(root / name, splits=settings.splits) for name in names]
     started = time.perf_counter()
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
-    for name in names:
-        dataset = uci.load(root / name, splits=settings.splits)
+    for name, dataset in zip(names, loaded):
         results[name], details[name] = run_dataset(dataset, settings)
         e = results[name].get("ensemble")
         summary = f"ensemble NLL {e['nll_mean']:.3f}, RMSE {e['rmse_mean']:.3f}; " if e else ""

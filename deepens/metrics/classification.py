@@ -32,7 +32,7 @@ def accuracy(labels: Any, probs: Any) -> float:
     return float(np.mean(np.argmax(p, axis=1) == y))
 
 
-def categorical_nll(labels: Any, probs: Any) -> np.ndarray:
+def categorical_nll(labels: Any, *, probs: Any) -> np.ndarray:
     """``-log p_label`` per example, ``(N,)``, in nats (inf where the label has probability 0).
 
     For an ensemble, prefer the prediction's ``nll`` (``logsumexp`` of member log-softmax values), which
@@ -120,6 +120,16 @@ def reliability(correct: Any, confidence: Any, *, bins: int = 15, strategy: str 
       bins: B >= 1 (15 as in Guo et al. 2017 by default).
       strategy: ``"uniform"``: equal-width bins on [0, 1]; ``"quantile"``: equal-mass bins (sizes differ
         by at most one, except that tied confidences always share a bin).
+
+    Where the edges go (other libraries differ, which moves the ECE by up to about 0.05 on small samples):
+
+    - equal width: confidence ``c`` goes to bin ``floor(c B)``, so a confidence exactly on an inner edge
+      ``k / B`` belongs to the *upper* bin ``k`` (scikit-learn's ``calibration_curve`` puts it in the lower
+      one); ``c = 1.0`` goes to the last bin ``B - 1``, not to a phantom bin ``B`` (a deliberate fix).
+    - equal mass: the example of rank ``r`` (0-based, ascending; tied confidences all take the rank of the
+      first of them) goes to bin ``floor(r B / N)``, so when ``B`` does not divide ``N`` the larger bins
+      sit where that floor puts them, not at the ends; the edges are the smallest confidence in each bin
+      (scikit-learn interpolates percentiles instead).
     """
     metric = "reliability"
     ok = _checks.binary(metric, "correct", correct)
@@ -179,7 +189,7 @@ def classification_summary(labels: Any, probs: Any, *, nll: Any = None, bins: in
     """
     y, p = _checks.labels_and_probs("classification_summary", labels, probs)
     if nll is None:
-        per_example_nll = categorical_nll(y, p)
+        per_example_nll = categorical_nll(y, probs=p)
     else:
         per_example_nll = _checks.scores("classification_summary", "nll", nll, len(y))
     acc = accuracy(y, p)

@@ -2,7 +2,8 @@
 
 Conventions (shared by every metric family in :mod:`deepens.metrics`):
 
-- The truth comes first (``y``), then the prediction's quantities, then keyword-only options.
+- The truth comes first (``y``), then the prediction's quantities *by keyword* (``mean=``, ``std=``,
+  ``member_locs=`` ...: arrays of one shape cannot be swapped silently), then options.
 - ``y`` has shape ``(N,)`` or ``(N, T)``. A single predictive distribution is given by arrays of the
   same shape (``mean``, ``std`` for a Gaussian; ``loc``, ``scale`` for a Laplace). An ensemble is given
   by member arrays ``(M,) + y.shape`` and a ``family`` (``"gaussian"``: scales are standard deviations;
@@ -13,7 +14,9 @@ Conventions (shared by every metric family in :mod:`deepens.metrics`):
   target's units (NLL in nats); reduce them yourself, usually with the mean. Several targets are scored
   one at a time (each target's marginal distribution).
 - Summaries (``rmse``, coverage, calibration) return floats or small named tuples.
-- Everything is computed in float64 NumPy from any array-like input (NumPy, JAX, lists).
+- Everything is computed in float64 NumPy from any array-like input (NumPy, JAX, lists), by the same
+  code the predictions use: densities, CDFs and moments come from :mod:`deepens.distributions`, the
+  mixture from :class:`deepens.mixture.UniformMixture`.
 
 Units trap: NLL and CRPS depend on the target's scale. A model trained on standardised targets
 ``(y - m) / s`` must be scored on the original scale: NLL gains ``log s`` (see
@@ -26,11 +29,12 @@ import math
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp, ndtr
+from scipy.special import ndtr
 
+from deepens import distributions, losses
 from deepens.metrics import _checks, student_t
+from deepens.mixture import UniformMixture
 
-_LOG_2PI = math.log(2.0 * math.pi)
 _SQRT_PI = math.sqrt(math.pi)
 FAMILIES = ("gaussian", "laplace", "student_t")
 
@@ -78,10 +82,14 @@ def _dfs(metric: str, family: str, dfs: Any, locs: np.ndarray) -> np.ndarray | N
     return dfs
 
 
+def _mixture(family: str, locs: np.ndarray, scales: np.ndarray, dfs: np.ndarray | None) -> UniformMixture:
+    return UniformMixture(distributions.location_scale(family, locs, scales, dfs))
+
+
 # --- likelihoods --------------------------------------------------------------------------------------
 
 
-def gaussian_nll(y: Any, mean: Any, std: Any) -> np.ndarray:
+def gaussian_nll(y: Any, *, mean: Any, std: Any) -> np.ndarray:
     """Negative log-density of ``y`` under N(mean, std^2), elementwise, in nats.
 
     ``0.5 log(2 pi) + log std + (y - mean)^2 / (2 std^2)``. ``std`` is a standard deviation (> 0), not a
@@ -93,69 +101,59 @@ def gaussian_nll(y: Any, mean: Any, std: Any) -> np.ndarray:
     """
     y, mean, std = _pair("gaussian_nll", y, mean, std, ("mean", "std"))
     _checks.positive("gaussian_nll", "std", std)
-    z = (y - mean) / std
-    return 0.5 * _LOG_2PI + np.log(std) + 0.5 * z * z
+    return -distributions.Normal(mean, std).log_prob(y)
 
 
-def laplace_nll(y: Any, loc: Any, scale: Any) -> np.ndarray:
+def laplace_nll(y: Any, *, loc: Any, scale: Any) -> np.ndarray:
     """Negative log-density of ``y`` under Laplace(loc, b = scale), elementwise, in nats:
     ``log(2 b) + |y - loc| / b``. Returns the shape of ``y``."""
     y, loc, scale = _pair("laplace_nll", y, loc, scale, ("loc", "scale"))
     _checks.positive("laplace_nll", "scale", scale)
-    return np.log(2.0 * scale) + np.abs(y - loc) / scale
+    return -distributions.Laplace(loc, scale).log_prob(y)
 
 
-def _member_log_density(family: str, y: np.ndarray, locs: np.ndarray, scales: np.ndarray,
-                        dfs: np.ndarray | None = None) -> np.ndarray:
-    if family == "student_t":
-        return student_t.log_density(y, locs, scales, dfs)
-    if family == "gaussian":
-        z = (y - locs) / scales
-        return -0.5 * _LOG_2PI - np.log(scales) - 0.5 * z * z
-    return -np.log(2.0 * scales) - np.abs(y - locs) / scales
-
-
-def mixture_nll(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
-                member_dfs: Any = None) -> np.ndarray:
-    """Negative log-density of ``y`` under the exact uniform mixture of the members, elementwise, in nats:
-    ``-(logsumexp_m log p_m(y) - log M)``.
+def mixture_nll(y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian",
+                member_dfs: Any = None, joint: bool = False) -> np.ndarray:
+    """Negative log-density of ``y`` under the exact uniform mixture of the members, in nats.
 
     Args:
       y: ``(N,)`` or ``(N, T)``.
       member_locs, member_scales: ``(M,) + y.shape``; scales are standard deviations (``gaussian``) or
         ``b`` (``laplace``), all > 0.
-    Returns:
-      The shape of ``y`` (for several targets, each target's marginal mixture).
+      joint: ``False`` (default): each target's *marginal* mixture, ``-(logsumexp_m log p_m(y_t) - log M)``,
+        elementwise, the shape of ``y`` (what :func:`regression_summary`'s ``nll_mixture`` averages).
+        ``True``: the *joint* density of each row of a 2-D ``y`` (members independent across targets),
+        ``-(logsumexp_m sum_t log p_m(y_t) - log M)``, ``(N,)``; what
+        :meth:`deepens.prediction.RegressionPrediction.nll` returns by default. Equal for one target.
     """
     y, locs, scales = _members("mixture_nll", y, member_locs, member_scales, family)
     dfs = _dfs("mixture_nll", family, member_dfs, locs)
-    log_p = _member_log_density(family, y[None], locs, scales, dfs)
-    return -(logsumexp(log_p, axis=0) - math.log(locs.shape[0]))
+    return -_mixture(family, locs, scales, dfs).log_prob(y, joint=joint and y.ndim > 1)
 
 
 # --- point errors -------------------------------------------------------------------------------------
 
 
-def squared_error(y: Any, mean: Any) -> np.ndarray:
+def squared_error(y: Any, *, mean: Any) -> np.ndarray:
     """``(y - mean)^2`` elementwise, in squared target units."""
     y, mean = _one("squared_error", y, mean, "mean")
-    return np.square(y - mean)
+    return losses.squared_error(mean, y)
 
 
-def absolute_error(y: Any, mean: Any) -> np.ndarray:
+def absolute_error(y: Any, *, mean: Any) -> np.ndarray:
     """``|y - mean|`` elementwise, in target units."""
     y, mean = _one("absolute_error", y, mean, "mean")
-    return np.abs(y - mean)
+    return losses.absolute_error(mean, y)
 
 
-def rmse(y: Any, mean: Any) -> float:
+def rmse(y: Any, *, mean: Any) -> float:
     """Root mean squared error over all examples (and targets), in target units."""
-    return float(np.sqrt(np.mean(squared_error(y, mean))))
+    return float(np.sqrt(np.mean(squared_error(y, mean=mean))))
 
 
-def mae(y: Any, mean: Any) -> float:
+def mae(y: Any, *, mean: Any) -> float:
     """Mean absolute error over all examples (and targets), in target units."""
-    return float(np.mean(absolute_error(y, mean)))
+    return float(np.mean(absolute_error(y, mean=mean)))
 
 
 # --- CRPS ---------------------------------------------------------------------------------------------
@@ -197,7 +195,7 @@ def _laplace_pair_abs_mean(d: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.nd
     return d + c * np.exp(-d / c) + a * kernel / (2.0 * c)
 
 
-def crps_gaussian(y: Any, mean: Any, std: Any) -> np.ndarray:
+def crps_gaussian(y: Any, *, mean: Any, std: Any) -> np.ndarray:
     """CRPS of N(mean, std^2) at ``y``, elementwise, in target units (lower is better):
     ``std [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)]`` with ``z = (y - mean) / std``.
 
@@ -208,7 +206,7 @@ def crps_gaussian(y: Any, mean: Any, std: Any) -> np.ndarray:
     return _gaussian_abs_mean(y - mean, std) - std / _SQRT_PI
 
 
-def crps_laplace(y: Any, loc: Any, scale: Any) -> np.ndarray:
+def crps_laplace(y: Any, *, loc: Any, scale: Any) -> np.ndarray:
     """CRPS of Laplace(loc, b = scale) at ``y``, elementwise, in target units:
     ``|y - loc| + b exp(-|y - loc| / b) - 3 b / 4``."""
     y, loc, scale = _pair("crps_laplace", y, loc, scale, ("loc", "scale"))
@@ -216,7 +214,7 @@ def crps_laplace(y: Any, loc: Any, scale: Any) -> np.ndarray:
     return _laplace_abs_mean(np.abs(y - loc), scale) - 0.75 * scale
 
 
-def crps_mixture(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
+def crps_mixture(y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian",
                  member_dfs: Any = None) -> np.ndarray:
     """CRPS of the uniform mixture of the members at ``y``, elementwise, in target units, in closed form:
     ``mean_m E|X_m - y| - mean_{m,n} E|X_m - X_n| / 2``; for Student-t members by quadrature of
@@ -251,33 +249,27 @@ def crps_mixture(y: Any, member_locs: Any, member_scales: Any, *, family: str = 
 # --- PIT, coverage and calibration --------------------------------------------------------------------
 
 
-def mixture_cdf(y: Any, member_locs: Any, member_scales: Any, *, family: str = "gaussian",
+def mixture_cdf(y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian",
                 member_dfs: Any = None) -> np.ndarray:
     """The mixture's CDF at ``y``, elementwise: the probability integral transform (PIT) values.
 
     For a calibrated forecaster the PIT values are uniform on [0, 1]. One Gaussian or Laplace is the
-    mixture of one member: pass ``mean[None], std[None]``. Returns the shape of ``y``.
+    mixture of one member: pass ``member_locs=mean[None], member_scales=std[None]``. Returns the shape of
+    ``y``.
     """
     y, locs, scales = _members("mixture_cdf", y, member_locs, member_scales, family)
     dfs = _dfs("mixture_cdf", family, member_dfs, locs)
-    if dfs is not None:
-        return np.mean(student_t.cdf(y[None], locs, scales, dfs), axis=0)
-    z = (y[None] - locs) / scales
-    if family == "gaussian":
-        cdf = ndtr(z)
-    else:
-        cdf = np.where(z < 0, 0.5 * np.exp(np.minimum(z, 0.0)), 1.0 - 0.5 * np.exp(-np.maximum(z, 0.0)))
-    return np.mean(cdf, axis=0)
+    return _mixture(family, locs, scales, dfs).cdf(y)
 
 
 pit = mixture_cdf
 
 
-def gaussian_cdf(y: Any, mean: Any, std: Any) -> np.ndarray:
+def gaussian_cdf(y: Any, *, mean: Any, std: Any) -> np.ndarray:
     """PIT values of N(mean, std^2) (e.g. the moment-matched ensemble Gaussian), elementwise."""
     y, mean, std = _pair("gaussian_cdf", y, mean, std, ("mean", "std"))
     _checks.positive("gaussian_cdf", "std", std)
-    return np.exp(log_ndtr((y - mean) / std))
+    return distributions.Normal(mean, std).cdf(y)
 
 
 def _pit_values(metric: str, pit_values: Any) -> np.ndarray:
@@ -294,7 +286,7 @@ def _levels(metric: str, levels: Any) -> np.ndarray:
     return lv
 
 
-def interval_coverage(y: Any, lower: Any, upper: Any) -> float:
+def interval_coverage(y: Any, *, lower: Any, upper: Any) -> float:
     """Fraction of ``y`` inside ``[lower, upper]`` (inclusive), over all examples and targets."""
     y, lower, upper = _pair("interval_coverage", y, lower, upper, ("lower", "upper"))
     if np.any(lower > upper):
@@ -369,18 +361,22 @@ def miscalibration_area(pit_values: Any, *, kind: str = "quantile") -> float:
 
 def regression_summary(
     y: Any,
+    *,
     member_locs: Any,
     member_scales: Any,
-    *,
     family: str = "gaussian",
     levels: Sequence[float] = (0.5, 0.9, 0.95),
     member_dfs: Any = None,
 ) -> dict[str, float]:
     """Every regression metric of an ensemble at once, as plain floats (means over examples and targets).
 
-    Keys: ``nll`` (moment-matched Gaussian, the paper's evaluation), ``nll_mixture`` (exact mixture),
+    Keys: ``nll`` (moment-matched Gaussian, the paper's evaluation), ``nll_mixture`` (exact mixture; for
+    several targets each target's marginal mixture, see :func:`mixture_nll`'s ``joint``),
     ``rmse``, ``mae``, ``crps`` (exact mixture), ``coverage_<level>`` (central intervals of the exact
-    mixture), ``miscalibration_area`` (quantile calibration of the exact mixture).
+    mixture), ``miscalibration_area`` (quantile calibration of the exact mixture); for a 2-D ``y`` with
+    several targets also ``nll_mixture_joint``, the mean over examples of the joint mixture NLL of each
+    row (summed over targets, as ``RegressionPrediction.nll`` gives it). All other keys are means over
+    examples *and* targets.
 
     Args:
       member_locs, member_scales: ``(M,) + y.shape``; Gaussian scales may be 0 (members trained on MSE),
@@ -389,23 +385,19 @@ def regression_summary(
     """
     y, locs, scales = _members("regression_summary", y, member_locs, member_scales, family, allow_zero_scale=True)
     dfs = _dfs("regression_summary", family, member_dfs, locs)
-    if dfs is not None:
-        variance = scales**2 * dfs / (dfs - 2.0)
-    else:
-        variance = scales**2 if family == "gaussian" else 2.0 * scales**2
-    by_family = {"family": family, "member_dfs": dfs}
-    mean = np.mean(locs, axis=0)
-    # Law of total variance: mean of the members' variances plus the variance of their means.
-    total_variance = np.mean(variance, axis=0) + np.var(locs, axis=0)
+    by_family = {"member_locs": locs, "member_scales": scales, "family": family, "member_dfs": dfs}
+    moments = _mixture(family, locs, scales, dfs)  # the moment-matched mean and variance
     summary = {
-        "nll": float(np.mean(gaussian_nll(y, mean, np.sqrt(total_variance)))),
-        "rmse": rmse(y, mean),
-        "mae": mae(y, mean),
-        "crps": float(np.mean(crps_mixture(y, locs, scales, **by_family))),
+        "nll": float(np.mean(gaussian_nll(y, mean=moments.mean, std=moments.stddev))),
+        "rmse": rmse(y, mean=moments.mean),
+        "mae": mae(y, mean=moments.mean),
+        "crps": float(np.mean(crps_mixture(y, **by_family))),
     }
     if np.all(scales > 0):
-        u = mixture_cdf(y, locs, scales, **by_family)
-        summary["nll_mixture"] = float(np.mean(mixture_nll(y, locs, scales, **by_family)))
+        u = mixture_cdf(y, **by_family)
+        summary["nll_mixture"] = float(np.mean(mixture_nll(y, **by_family)))
+        if y.ndim > 1 and y.shape[-1] > 1:
+            summary["nll_mixture_joint"] = float(np.mean(mixture_nll(y, **by_family, joint=True)))
         coverage = central_coverage(u, levels)
         summary["miscalibration_area"] = miscalibration_area(u)
     else:

@@ -59,7 +59,7 @@ def _score(labels: np.ndarray, output: Any, bins: int) -> dict[str, float]:
         # log mean_m p_m(y) from the logits: finite where a float64 probability would round to 0.
         nll = -np.asarray(output.log_prob(labels), dtype=np.float64)
     else:
-        nll = categorical_nll(labels, probs)
+        nll = categorical_nll(labels, probs=probs)
     uncertainty = categorical_uncertainty(member_probs)
     return {
         "n": int(len(labels)),

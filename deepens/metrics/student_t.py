@@ -1,4 +1,5 @@
-"""Student-t members for the regression metrics: log-density, CDF and the mixture CRPS by quadrature.
+"""Student-t members for the regression metrics: the mixture CRPS by quadrature (the log-density and the
+CDF are :class:`deepens.distributions.StudentT`'s).
 
 Arrays are float64 NumPy; members are ``(M,) + y.shape`` locations, scales and degrees of freedom
 ``df > 2`` (so the variance exists). The CRPS of a mixture of Student-t distributions has no closed form
@@ -13,15 +14,8 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit
 
-
-def log_density(y: np.ndarray, locs: np.ndarray, scales: np.ndarray, dfs: np.ndarray) -> np.ndarray:
-    """Elementwise log-density of Student-t(df, loc, scale) at ``y`` (broadcast shapes), in nats."""
-    return stats.t.logpdf(y, dfs, loc=locs, scale=scales)
-
-
-def cdf(y: np.ndarray, locs: np.ndarray, scales: np.ndarray, dfs: np.ndarray) -> np.ndarray:
-    """Elementwise CDF of Student-t(df, loc, scale) at ``y`` (broadcast shapes)."""
-    return stats.t.cdf(y, dfs, loc=locs, scale=scales)
+from deepens import distributions
+from deepens.mixture import UniformMixture
 
 
 def crps_mixture(y: np.ndarray, locs: np.ndarray, scales: np.ndarray, dfs: np.ndarray, *,
@@ -44,7 +38,7 @@ def crps_mixture(y: np.ndarray, locs: np.ndarray, scales: np.ndarray, dfs: np.nd
     standard = stats.t.ppf(expit(logit)[:, None, None], dfs[None])  # (P, M, n)
     grid = (locs[None] + scales[None] * standard).reshape(points * m, -1)
     grid = np.sort(np.concatenate([grid, y_flat[None]], axis=0), axis=0)  # (G, n), y is a grid point
-    mixture = np.mean(stats.t.cdf(grid[:, None], dfs[None], loc=locs[None], scale=scales[None]), axis=1)
+    mixture = UniformMixture(distributions.StudentT(locs[:, None], scales[:, None], dfs[:, None])).cdf(grid)
     # Each panel lies on one side of y; evaluate the integrand of that side at both of its ends.
     left = grid[1:] <= y_flat[None]
     lower_value = np.where(left, mixture[:-1] ** 2, (1.0 - mixture[:-1]) ** 2)

@@ -1,0 +1,7 @@
+"""``python -m deepens.cli``: the command line."""
+
+import sys
+
+from deepens.cli import main
+
+sys.exit(main())
