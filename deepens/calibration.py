@@ -25,19 +25,39 @@ KINDS = ("temperature", "scale", "conformal")
 MIN_ROWS = 10
 
 
-def _finite(name: str, a: Any, ndim: int) -> np.ndarray:
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric: {err}") from None
+def _finite(name: str, a: Any, ndim: int, *, allow_minus_inf: bool = False) -> np.ndarray:
+    """``a`` as a float64 array of ``ndim`` dimensions with no NaN or inf (``-inf`` allowed if asked: the
+    log of a zero probability); ValueError naming ``name`` and the rows otherwise."""
+    arr = _real_array(name, a)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    flat = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr[:, None]
-    bad = np.flatnonzero(~np.all(np.isfinite(flat), axis=1))
+    if arr.size == 0:
+        return arr
+    ok = np.isfinite(arr) | (allow_minus_inf & (arr == -np.inf))
+    bad = np.flatnonzero(~np.all(ok.reshape(arr.shape[0], -1), axis=1))
     if bad.size:
         shown = ", ".join(str(int(r)) for r in bad[:10])
-        raise ValueError(f"calibration {name} has NaN or inf in row(s) {shown}")
+        what = "NaN or +inf" if allow_minus_inf else "NaN or inf"
+        raise ValueError(f"calibration {name} has {what} in row(s) {shown}")
     return arr
+
+
+def _real_array(name: str, a: Any) -> np.ndarray:
+    """``a`` as float64, refusing what is not a real number (strings, objects, complex numbers)."""
+    raw = np.asarray(a) if not isinstance(a, np.ndarray) else a
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{name} must be real numbers, got complex dtype {raw.dtype}")
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric: {err}") from None
+
+
+def _real_number(name: str, value: Any) -> float:
+    """``value`` as a float; ValueError for None, strings, booleans, arrays and other non-numbers."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    return float(value)
 
 
 def _enough_rows(n: int) -> None:
@@ -84,10 +104,15 @@ def temper(log_probs: Any, temperature: float) -> np.ndarray:
     ``T > 1`` flattens the distribution, ``T < 1`` sharpens it, ``T = 1`` is the identity (up to the
     renormalisation of already normalised log-probabilities). The argmax never changes.
     """
-    if not (math.isfinite(temperature) and temperature > 0):
+    t = _real_number("temperature", temperature)
+    if not (math.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    lp = np.asarray(log_probs, dtype=np.float64)
-    return log_softmax(lp / temperature, axis=-1)
+    lp = _real_array("log_probs", log_probs)
+    if lp.ndim < 1 or lp.shape[-1] == 0:
+        raise ValueError(f"log_probs must have a class axis (..., K) with K >= 1, got shape {lp.shape}")
+    if np.any(np.isnan(lp)) or np.any(lp == np.inf):
+        raise ValueError("log_probs must not hold NaN or +inf (-inf, a zero probability, is allowed)")
+    return log_softmax(lp / t, axis=-1)
 
 
 def _nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -111,7 +136,12 @@ def fit_temperature(log_probs: Any, labels: Any) -> float:
     The NLL is convex in ``1/T`` (a log-sum-exp of a linear function minus a linear one), so a bounded
     1-D search over ``log T`` finds the global minimum.
     """
-    lp = _finite("log_probs", log_probs, 2)
+    lp = _finite("log_probs", log_probs, 2, allow_minus_inf=True)
+    if lp.shape[1] < 2:
+        raise ValueError(f"temperature scaling needs at least 2 classes, got log_probs of shape {lp.shape}")
+    empty = np.flatnonzero(np.all(lp == -np.inf, axis=1))
+    if empty.size:
+        raise ValueError(f"calibration log_probs row {int(empty[0])} is -inf everywhere: not a distribution")
     try:
         lab = np.asarray(labels)
     except (TypeError, ValueError) as err:
@@ -130,7 +160,7 @@ def fit_temperature(log_probs: Any, labels: Any) -> float:
     k = lp.shape[1]
     if lab.min() < 0 or lab.max() >= k:
         raise ValueError(f"labels must lie in [0, {k}), got values from {lab.min()} to {lab.max()}")
-    # Clip -inf (a member gave exactly zero probability) so the division stays finite.
+    # Clip -inf (a zero probability) so the division stays finite.
     lp = np.maximum(lp, np.log(np.finfo(np.float64).tiny))
     res = minimize_scalar(
         lambda log_t: _nll(lp, lab, math.exp(log_t)),
@@ -138,6 +168,11 @@ def fit_temperature(log_probs: Any, labels: Any) -> float:
         method="bounded",
         options={"xatol": 1e-8},
     )
+    # Where the NLL does not depend on T (every held-out row uniform, say), any T is optimal and the search
+    # ends anywhere, even at a bound that would then sharpen every later prediction 100 times: keep T = 1
+    # unless it is measurably worse.
+    if _nll(lp, lab, 1.0) <= res.fun + 1e-12 * (1.0 + abs(res.fun)):
+        return 1.0
     return float(math.exp(res.x))
 
 
@@ -152,10 +187,13 @@ def fit_std_scale(y: Any, mean: Any, std: Any) -> float:
     form at ``s^2 = mean(z^2)``. Returns ``s`` (unitless); the calibrated std is ``s * std``.
     """
     y_, mean_, std_ = _regression(y, mean, std)
-    z = (y_ - mean_) / std_
-    s2 = float(np.mean(z * z))
+    with np.errstate(over="ignore"):
+        z = (y_ - mean_) / std_
+        s2 = float(np.mean(z * z))
     if s2 <= 0:
         raise ValueError("every calibration residual is zero: the std scale is undefined")
+    if not math.isfinite(s2):
+        raise ValueError("the normalised residuals (y - mean) / std overflow float64: the std scale is undefined")
     return math.sqrt(s2)
 
 
@@ -200,10 +238,22 @@ def fit_conformal(y: Any, mean: Any, std: Any, level: float) -> float:
 
 
 def conformal_interval(mean: Any, std: Any, q: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean - q * std, mean + q * std)``: ``(N,)`` each, in the unit of ``mean``."""
-    m = np.asarray(mean, dtype=np.float64)
-    s = np.asarray(std, dtype=np.float64)
-    return m - q * s, m + q * s
+    """``(mean - q * std, mean + q * std)``: ``(N,)`` each, in the unit of ``mean``.
+
+    ``q`` is a multiplier ``>= 0``, ``+inf`` allowed (too few calibration rows for the level: the interval
+    is then the whole line, also where ``std`` is 0); ``std >= 0`` and of the shape of ``mean``.
+    """
+    multiplier = _real_number("q", q)
+    if not multiplier >= 0:
+        raise ValueError(f"conformal multiplier q must be >= 0, got {q!r}")
+    m = _real_array("mean", mean)
+    s = _real_array("std", std)
+    if m.shape != s.shape:
+        raise ValueError(f"mean and std must have one shape, got {m.shape} and {s.shape}")
+    if np.any(np.isnan(m)) or np.any(np.isnan(s)) or np.any(s < 0):
+        raise ValueError("mean and std must not hold NaN, and std must be >= 0")
+    half = np.full(s.shape, np.inf) if math.isinf(multiplier) else multiplier * s
+    return m - half, m + half
 
 
 # --- the fitted state ----------------------------------------------------------------------------
@@ -219,8 +269,9 @@ class Calibration:
     level: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(f"calibration kind must be one of {KINDS}, got {self.kind!r}")
+        _real_number(f"{self.kind} calibration value", self.value)
         if self.kind == "conformal":
             if self.level is None:
                 raise ValueError("a conformal calibration needs its level")
@@ -240,10 +291,12 @@ class Calibration:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Calibration:
-        value = config["value"]
-        level = config.get("level")
+        """The inverse of :meth:`to_config`; ValueError for anything else (e.g. a corrupt model file)."""
+        if not isinstance(config, dict) or "kind" not in config or "value" not in config:
+            raise ValueError(f"a calibration config is a dict with 'kind', 'value' (and 'level'), got {config!r}")
+        value, level = config["value"], config.get("level")
         return cls(
-            kind=str(config["kind"]),
-            value=math.inf if value == "inf" else float(value),
-            level=None if level is None else float(level),
+            kind=config["kind"],
+            value=math.inf if value == "inf" else _real_number("calibration value", value),
+            level=None if level is None else _real_number("calibration level", level),
         )

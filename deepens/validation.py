@@ -169,6 +169,7 @@ def class_labels(y: Any, n: int, *, num_classes: int | None = None, name: str = 
             raise ValueError(f"{name} contains NaN or inf in {_describe_rows(bad)}")
         if np.any(arr != np.round(arr)):
             raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+    _labels_fit_int32(name, arr)
     labels = arr.astype(np.int64)
     if num_classes is None:
         num_classes = int(labels.max()) + 1
@@ -194,3 +195,16 @@ def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def _labels_fit_int32(name: str, labels: np.ndarray) -> None:
+    """Class labels must be indices a model can have: non-empty and below 2**31 - 1 (labels are int32)."""
+    if labels.size == 0:
+        raise ValueError(f"{name} is empty: it has no class labels")
+    limit = np.iinfo(np.int32).max
+    too_large = np.flatnonzero(np.abs(labels.astype(np.float64)) >= limit)
+    if len(too_large):
+        raise ValueError(
+            f"{name} has class labels too large to be class indices in {_describe_rows(too_large)} "
+            f"(e.g. {labels[too_large[0]]}); labels are 0..K-1"
+        )

@@ -11,12 +11,26 @@ jax.config.update("jax_num_cpu_devices", 2)
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import deepens
 from deepens.data import toy
 
 # The estimators and the CLI use a persistent compilation cache; the tests keep theirs out of ~/.cache.
 os.environ.setdefault("DEEPENS_CACHE_DIR", tempfile.mkdtemp(prefix="deepens-test-cache-"))
+
+# Property-based tests (tests/test_properties_*.py): "ci", the default, is derandomised (the same examples
+# on every run and machine) with a fixed number of examples, so the suite's time and outcome are fixed;
+# HYPOTHESIS_PROFILE=dev draws more, and new, examples when hunting for defects.
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=25, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+)
+settings.register_profile(
+    "dev", max_examples=300, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

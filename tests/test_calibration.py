@@ -190,3 +190,14 @@ def test_bad_input_errors():
         fit_temperature(np.full((12, 2), np.nan), np.zeros(12, dtype=int))
     with pytest.raises(ValueError, match="temperature"):
         temper(np.zeros((2, 2)), -1.0)
+
+
+def test_uninformative_held_out_predictions_keep_the_temperature_at_one():
+    # Found by the property suite: with every held-out row uniform the NLL is flat in T and the search
+    # returned 0.0101 (a 100-fold sharpening of every later prediction) or 100, depending on a row shift.
+    from deepens.calibration import fit_temperature
+
+    log_probs = np.full((12, 3), -np.log(3.0))
+    labels = np.arange(12) % 3
+    assert fit_temperature(log_probs, labels) == 1.0
+    assert fit_temperature(log_probs + 1.0, labels) == 1.0

@@ -84,3 +84,51 @@ def test_regression_hand_values():
     np.testing.assert_allclose(u.aleatoric, [1.0])
     np.testing.assert_allclose(u.epistemic, [1.0])
     np.testing.assert_allclose(u.total, [2.0])
+
+
+# Issue 14, item 4: NaN probabilities were treated as zeros ([NaN, .5, .5] gave entropy ln 2, knowledge 0
+# and total < data). Non-finite, out-of-range or unnormalised probabilities are refused, as in metrics.
+@pytest.mark.parametrize("bad", [[np.nan, 0.5, 0.5], [np.inf, 0.0, 0.0], [1.5, -0.5, 0.0], [0.2, 0.2, 0.2]])
+def test_invalid_probabilities_are_refused(bad):
+    with pytest.raises(ValueError, match="entropy"):
+        entropy(np.array(bad, np.float32))
+    members = np.array([[bad], [[0.2, 0.3, 0.5]]], np.float32)  # (M=2, N=1, K=3)
+    with pytest.raises(ValueError, match="categorical_uncertainty"):
+        categorical_uncertainty(members)
+    with pytest.raises(ValueError, match="categorical_uncertainty"):
+        categorical_uncertainty(jax.numpy.asarray(members))  # a device array is checked too
+
+
+def test_nan_propagates_under_jit_instead_of_counting_as_zero():
+    p = np.array([np.nan, 0.5, 0.5], np.float32)
+    assert np.isnan(jax.jit(entropy)(p))
+    u = jax.jit(categorical_uncertainty)(np.stack([p, [0.2, 0.3, 0.5]])[:, None])
+    assert all(np.isnan(np.asarray(v)).all() for v in u)
+
+
+@pytest.mark.parametrize("shape", [(3,), (0, 2, 3), (2, 1, 0)])
+def test_categorical_uncertainty_needs_members_and_classes(shape):
+    with pytest.raises(ValueError, match="categorical_uncertainty"):
+        categorical_uncertainty(np.full(shape, 1.0 / 3, np.float32))
+
+
+@pytest.mark.parametrize(
+    "means, variances",
+    [
+        (np.zeros((2, 3)), np.zeros((2, 4))),  # shapes differ: no silent broadcast
+        (np.zeros((2, 3)), -np.ones((2, 3))),  # a negative variance
+        (np.full((2, 3), np.nan), np.ones((2, 3))),
+        (np.zeros((0, 3)), np.zeros((0, 3))),  # no member
+        (np.float32(0.0), np.float32(1.0)),  # no member axis
+    ],
+)
+def test_variance_uncertainty_refuses_invalid_moments(means, variances):
+    with pytest.raises(ValueError, match="variance_uncertainty"):
+        variance_uncertainty(means, variances)
+
+
+def test_one_member_has_exactly_zero_knowledge_uncertainty(rng):
+    # Compiled as one program, p log p - p log mean was fused into a multiply-add that left ~5e-9.
+    p = np.asarray(jax.nn.softmax(rng.normal(0, 3, (1, 200, 7))), np.float32)
+    assert np.all(np.asarray(categorical_uncertainty(p).knowledge) == 0.0)
+    assert np.all(np.asarray(categorical_uncertainty(jax.numpy.asarray(p)).knowledge) == 0.0)

@@ -155,8 +155,15 @@ def reliability(correct: Any, confidence: Any, *, bins: int = 15, strategy: str 
 
 
 def reliability_diagram(labels: Any, probs: Any, *, bins: int = 15, strategy: str = "uniform") -> Reliability:
-    """:func:`reliability` of the predicted class: correct = argmax is the label, confidence = max prob."""
+    """:func:`reliability` of the predicted class: correct = argmax is the label, confidence = max prob.
+
+    ``bins`` may be at most the larger of the number of examples and 10,000 (more bins than that are
+    all but empty and only cost memory); beyond it, a ValueError.
+    """
     correct, confidence = correct_and_confidence(labels, probs)
+    limit = max(confidence.size, 10_000)
+    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool) and bins > limit:
+        raise ValueError(f"reliability_diagram: bins must be at most max(examples, 10000) = {limit}, got {bins}")
     return reliability(correct, confidence, bins=bins, strategy=strategy)
 
 
