@@ -31,7 +31,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
     unchanged); ``None`` turns it off. ``"auto"`` is skipped with fewer than 50 rows.
 
     Fitted attributes: ``classes_``, ``ensemble_``, ``x_mean_``, ``x_scale_``, ``n_features_in_``,
-    ``feature_names_in_``, ``seed_``.
+    ``feature_names_in_``, ``seed_``, ``calibration_`` (a :class:`deepens.calibration.Calibration` or None).
     """
 
     _is_classifier = True
@@ -146,12 +146,13 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
 
     def describe(self, X: Any) -> dict[str, np.ndarray]:
         """``predict_proba``, ``predict`` and ``predict_uncertainty`` from one pass of the members over ``X``:
-        ``probs`` ``(N, K)``, ``predicted`` labels, and ``entropy``, ``data`` and ``knowledge`` (nats), ``(N,)``."""
+        ``probs`` ``(N, K)``, ``predicted`` labels, and ``entropy``, ``data`` and ``knowledge`` (nats), ``(N,)``
+        (the members' decomposition, untempered); ``probs_uncalibrated``: the plain average of the members."""
         prediction = self._distribution(X)
-        probs = _normalised(prediction.probs if getattr(self, "calibration_", None) is None
-                            else np.exp(self._log_proba(prediction)))
+        raw = _normalised(prediction.probs)
+        probs = raw if getattr(self, "calibration_", None) is None else _normalised(np.exp(self._log_proba(prediction)))
         u = prediction.uncertainty
-        return {"probs": probs, "predicted": self.classes_[np.argmax(probs, axis=1)],
+        return {"probs": probs, "probs_uncalibrated": raw, "predicted": self.classes_[np.argmax(probs, axis=1)],
                 "entropy": np.asarray(u.total, np.float64), "data": np.asarray(u.data, np.float64),
                 "knowledge": np.asarray(u.knowledge, np.float64)}
 
@@ -182,12 +183,21 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
     def evaluate(self, X: Any, y: Any, *, bins: int = 15) -> dict[str, float]:
         """Every classification metric of :func:`deepens.metrics.evaluate` on ``(X, y)``: ``accuracy``,
         ``error``, ``nll``, ``brier_summed``, ``brier_per_class`` (the paper's), ``ece``/``mce`` with
-        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins. These score
-        the uncalibrated mixture (the temperature in ``calibration_`` is not applied here)."""
+        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins. They score
+        what :meth:`predict_proba` gives: when calibrated, the tempered average, and every key appears
+        again with the suffix ``_uncalibrated`` for the plain average of the members (the accuracy is
+        the same: a temperature never changes the predicted class)."""
         from deepens import metrics
 
         index = self.encode_labels(y)
-        return metrics.evaluate(self._distribution(X), index, bins=bins)
+        prediction = self._distribution(X)
+        raw = metrics.evaluate(prediction, index, bins=bins)
+        if getattr(self, "calibration_", None) is None:
+            return raw
+        log_probs = self._log_proba(prediction)
+        tempered = metrics.classification_summary(index, _normalised(np.exp(log_probs)),
+                                                  nll=-log_probs[np.arange(len(index)), index], bins=bins)
+        return {**tempered, **{f"{k}_uncalibrated": v for k, v in raw.items()}}
 
     def _fitted_json(self) -> dict[str, Any]:
         return {**super()._fitted_json(), "classes_": _labels_to_json(self.classes_), **self._calibration_json()}
