@@ -101,3 +101,16 @@ class Monitor:
             k = self.members
             self.stopping.on_result(self.best_epoch[:k].copy(), (np.asarray(self.epochs), np.stack(self.scores)[:, :k]))
         return self.kept
+
+
+def wanted(flag: Any, patience: Any, held_out: bool) -> bool:
+    """An estimator's ``early_stopping``/``patience`` checked: True to stop early on the held-out rows.
+    ValueError for a non-bool flag, a bad patience, or early stopping without held-out (calibration) rows."""
+    if not isinstance(flag, (bool, np.bool_)):
+        raise ValueError(f"early_stopping must be True or False, got {flag!r}")
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise ValueError(f"patience must be an integer >= 1 (epochs), got {patience!r}")
+    if flag and not held_out:
+        raise ValueError("early_stopping needs the calibration rows to stop on: turn calibration on "
+                         "(with 'auto' it is skipped below 50 rows) or set early_stopping=False")
+    return bool(flag)

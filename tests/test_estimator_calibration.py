@@ -135,3 +135,22 @@ def test_classifier_evaluate_reports_before_and_after_the_temperature():
     assert "ece_uncalibrated" in scores and "ece" in scores
     d = model.describe(x[400:])
     np.testing.assert_array_equal(np.argmax(d["probs"], 1), np.argmax(d["probs_uncalibrated"], 1))
+
+
+def test_early_stopping_on_the_calibration_rows():
+    rng = np.random.default_rng(6)
+    x, y = _heteroscedastic(rng, 400)
+    settings = {**FAST, "epochs": 40, "batch_size": None}
+    stopped = DeepEnsembleRegressor(early_stopping=True, patience=4, **settings).fit(x, y)
+    plain = DeepEnsembleRegressor(**settings).fit(x, y)
+    assert stopped.ensemble_.history.shape[0] <= 40 and stopped.calibration_.kind == "conformal"
+    # Same split and the same first epochs: early stopping changes only when training ends and which
+    # epoch's networks are kept (deepens.early_stopping's own tests check that they are the best).
+    np.testing.assert_array_equal(stopped.ensemble_.history[:5], plain.ensemble_.history[:5])
+    assert len(stopped.calibration_scores_) == len(plain.calibration_scores_)
+    with pytest.raises(ValueError, match="early_stopping needs the calibration rows"):
+        DeepEnsembleRegressor(early_stopping=True, calibration=None, **settings).fit(x, y)
+    with pytest.raises(ValueError, match="patience"):
+        DeepEnsembleClassifier(early_stopping=True, patience=0, **settings).fit(x, y > 0)
+    classifier = DeepEnsembleClassifier(early_stopping=True, patience=3, **settings).fit(x, y > 0)
+    assert classifier.calibration_.kind == "temperature" and classifier.ensemble_.history.shape[0] <= 40

@@ -51,7 +51,8 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, clip_norm=args.clip_norm,
         method=args.method, input_repetition=args.input_repetition, batch_repetition=args.batch_repetition,
         random_state=args.seed, calibration=None if args.calibration == "none" else args.calibration,
-        calibration_fraction=args.calibration_fraction, devices=args.devices, verbose=not args.quiet,
+        calibration_fraction=args.calibration_fraction, early_stopping=args.early_stopping, patience=args.patience,
+        devices=args.devices, verbose=not args.quiet,
     )
     if task == "regression":
         if args.loss == "brier":
@@ -154,6 +155,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                             "(classification); auto (default): conformal or temperature, skipped below 50 rows")
     train.add_argument("--calibration-fraction", type=_fraction, default=0.2, metavar="F",
                        help="share of the rows held out for calibration (default: 0.2)")
+    train.add_argument("--early-stopping", action="store_true",
+                       help="stop on the calibration rows' NLL, each member keeping its best epoch (needs calibration)")
+    train.add_argument("--patience", type=int, default=10, metavar="EPOCHS",
+                       help="--early-stopping: epochs without improvement before stopping (default: 10)")
     train.add_argument("--seed", type=int, default=D.seed, help="random seed (default: 0)")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save a checkpoint every N epochs")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="where checkpoints go (default: MODEL_DIR.checkpoints)")

@@ -15,6 +15,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from deepens import calibration as calib
 from deepens import mixture, validation
 from deepens.data.standardize import Standardizer
+from deepens import early_stopping as stopping_module
+from deepens.early_stopping import EarlyStopping
 from deepens.config import DEFAULTS
 from deepens.estimators.base import DeepEnsembleBase, _labels_from_json, _labels_to_json, _normalised
 from deepens.prediction import ClassificationPrediction
@@ -28,7 +30,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
     ``loss``: ``None``/``nll`` (cross-entropy) or ``brier``. Labels may be any sortable values (strings too).
     ``calibration``: ``"auto"`` (default) or ``"temperature"``: one temperature on the averaged
     prediction, fitted by NLL on a stratified held-out ``calibration_fraction`` of the rows (argmax
-    unchanged); ``None`` turns it off. ``"auto"`` is skipped with fewer than 50 rows.
+    unchanged); ``None`` turns it off. ``"auto"`` is skipped with fewer than 50 rows. ``early_stopping``
+    and ``patience``: as for the regressor, on the calibration rows' NLL.
 
     Fitted attributes: ``classes_``, ``ensemble_``, ``x_mean_``, ``x_scale_``, ``n_features_in_``,
     ``feature_names_in_``, ``seed_``, ``calibration_`` (a :class:`deepens.calibration.Calibration` or None).
@@ -54,6 +57,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         clip_norm: float | str | None = DEFAULTS.clip_norm,
         calibration: str | None = "auto",
         calibration_fraction: float = 0.2,
+        early_stopping: bool = False,
+        patience: int = 10,
         method: str = DEFAULTS.method,
         input_repetition: float = DEFAULTS.input_repetition,
         batch_repetition: int = DEFAULTS.batch_repetition,
@@ -74,6 +79,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.clip_norm = clip_norm
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
         self.method = method
         self.input_repetition = input_repetition
         self.batch_repetition = batch_repetition
@@ -104,7 +111,11 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         x_stats = Standardizer.fit(X)
         self.x_mean_, self.x_scale_ = x_stats.mean, x_stats.std
         x = ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
-        self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume)
+        stopping = None
+        if stopping_module.wanted(self.early_stopping, self.patience, kind is not None):
+            x_held = ((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32)
+            stopping = EarlyStopping(x_held, encoded_cal.astype(np.int32), int(self.patience))
+        self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume, stopping)
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
             log_probs = self._raw_log_proba(self._distribution(X_cal))

@@ -12,6 +12,8 @@ from deepens import calibration as calib
 from deepens.calibrated import CalibratedRegression
 from deepens import validation
 from deepens.data.standardize import Standardizer
+from deepens import early_stopping as stopping_module
+from deepens.early_stopping import EarlyStopping
 from deepens.config import DEFAULTS
 from deepens.estimators.base import DeepEnsembleBase
 from deepens.prediction import RegressionPrediction
@@ -42,6 +44,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         ``"auto"`` is skipped with fewer than 50 rows or 2-D targets (``calibration_`` is then None).
       calibration_fraction: the share of the rows held out to fit the calibration (default 0.2); the
         networks train on the rest.
+      early_stopping: stop on the calibration rows' NLL (default False): each member keeps the parameters
+        of its best epoch, and training ends once none has improved for ``patience`` epochs (see
+        :mod:`deepens.early_stopping`). Needs calibration rows (``calibration`` on, 50 rows or more).
       method: ``"ensemble"`` (default: ``members`` independent networks), ``"mimo"`` or ``"batchensemble"``
         (all ``members`` inside one network, at about one network's cost; see :mod:`deepens.methods`);
         ``input_repetition`` and ``batch_repetition``: MIMO's rho and b.
@@ -77,6 +82,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         clip_norm: float | str | None = DEFAULTS.clip_norm,
         calibration: str | None = "auto",
         calibration_fraction: float = 0.2,
+        early_stopping: bool = False,
+        patience: int = 10,
         method: str = DEFAULTS.method,
         input_repetition: float = DEFAULTS.input_repetition,
         batch_repetition: int = DEFAULTS.batch_repetition,
@@ -98,6 +105,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         self.clip_norm = clip_norm
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
         self.method = method
         self.input_repetition = input_repetition
         self.batch_repetition = batch_repetition
@@ -135,7 +144,12 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         targets = ((y64 - self.y_mean_) / self.y_scale_).astype(np.float32)
         if np.ndim(y) == 1:
             targets = targets[:, 0]
-        self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume)
+        stopping = None
+        if stopping_module.wanted(self.early_stopping, self.patience, kind is not None):
+            y_held = ((np.asarray(y_cal, np.float64).reshape(len(y_cal), -1) - self.y_mean_) / self.y_scale_)[:, 0]
+            stopping = EarlyStopping(((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32), y_held, int(self.patience))
+        self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume,
+                    stopping)
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
             prediction = self._distribution(X_cal)
