@@ -297,13 +297,14 @@ def _entry(per_split: dict[str, list[float]], splits: int, train_s: float, compi
         name = key.replace(".", "")
         entry[f"{name}_mean"] = _finite(float(np.mean(values)))
         if key in _WITH_SE:
-            entry[f"{name}_se"] = _standard_error(values)
+            se = _standard_error(values)
+            entry[f"{name}_se"] = None if se is None else _finite(se)
     entry["splits"] = splits
     entry["seconds"] = round(train_s, 3)
     entry["compile_seconds"] = round(compile_s, 3)
     entry["per_split_nll"] = [round(v, 5) for v in per_split["nll"]]
     entry["per_split_rmse"] = [round(v, 6) for v in per_split["rmse"]]
-    entry["per_split_coverage_09"] = [round(v, 4) for v in per_split["coverage_0.9"]]
+    entry["per_split_coverage_09"] = [round(v, 4) if math.isfinite(v) else None for v in per_split["coverage_0.9"]]
     return {k: entry[k] for k in _ORDER if k in entry} | entry
 
 
