@@ -94,6 +94,21 @@ def coverage_met(results: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
+def nll_check(results: dict[str, Any], method: str = "ensemble_conformal") -> dict[str, dict[str, bool]]:
+    """Per data set: is ``method``'s NLL worse than the paper's column (``vs_ensemble``) or than the same
+    networks uncalibrated (``vs_holdout``) by no more than the calibrated NLL's standard error?"""
+    out = {}
+    for name, methods in results.items():
+        ours = methods.get(method)
+        if ours is None or ours.get("nll_mean") is None:
+            continue
+        se = ours.get("nll_se") or 0.0
+        out[name] = {other_key: methods[other]["nll_mean"] is not None and ours["nll_mean"] <= methods[other]["nll_mean"] + se
+                     for other_key, other in (("vs_ensemble", "ensemble"), ("vs_holdout", "ensemble_holdout"))
+                     if other in methods}
+    return out
+
+
 def markdown(results: dict[str, Any]) -> list[str]:
     """The calibrated columns' section of ``uci.md``: coverage at 50/80/90/95% before and after
     calibration, and NLL/RMSE beside the paper's column."""
@@ -121,6 +136,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
                          f"{_cell(e, 'stretch_mean')} |")
     lines += ["", "Methods: " + "; ".join(f"`{m}` = {CALIBRATED_LABELS[m]}" for m in CALIBRATED) + ".",
               f"Conformal 90% coverage in [{TARGET[0]}, {TARGET[1]}]: {sum(met.values())} of {len(met)} data sets"
-              + (f" (not: {', '.join(n for n, ok in met.items() if not ok)})" if not all(met.values()) else "") + ".",
-              ""]
+              + (f" (not: {', '.join(n for n, ok in met.items() if not ok)})" if not all(met.values()) else "") + "."]
+    checks = nll_check(results)
+    for key, what in (("vs_ensemble", "the paper's column (all training rows)"),
+                      ("vs_holdout", "the same networks uncalibrated")):
+        failed = [n for n, c in checks.items() if not c.get(key, True)]
+        lines.append(f"Conformal NLL no worse than {what} by more than its standard error: "
+                     f"{len(checks) - len(failed)} of {len(checks)}" + (f" (not: {', '.join(failed)})" if failed else "") + ".")
+    lines.append("")
     return lines
