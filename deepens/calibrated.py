@@ -173,7 +173,8 @@ def calibrate(ensemble: Any, x_cal: Any, y_cal: Any, method: str = "auto", *, le
     _enough_rows(x.shape[0])
     prediction = ensemble.predict(x.astype(np.float32))
     if is_classifier:
-        return CalibratedEnsemble(ensemble, Calibration("temperature", fit_temperature(mixture_log_probs(prediction), y_cal)))
+        temperature = fit_temperature(mixture_log_probs(prediction), y_cal)
+        return CalibratedEnsemble(ensemble, Calibration("temperature", temperature))
     mean = np.asarray(prediction.mean, np.float64)
     if mean.ndim != 1:
         raise ValueError(f"regression calibration needs a 1-D target, got predictions of shape {mean.shape}")

@@ -297,8 +297,9 @@ def calibrated_interval(mean: Any, std: Any, mixture_interval: Callable[[float],
 
     ``mean``, ``std``: the uncalibrated mixture's, ``mixture_interval(level)``: its exact central interval
     (called only when needed: a conformal interval does not use it). Uncalibrated: that interval;
-    ``"scale"``: it, stretched about the mean; ``"conformal"``: ``mean -/+ q std`` with ``q`` the conformal quantile of ``scores`` at ``level`` (``+/-inf`` when they
-    are too few; without scores only the calibration's own level can be served)."""
+    ``"scale"``: it, stretched about the mean; ``"conformal"``: ``mean -/+ q std`` with ``q`` the conformal
+    quantile of ``scores`` at ``level`` (``+/-inf`` when they are too few; without scores only the
+    calibration's own level can be served)."""
     lvl = check_level(level)
     m = np.asarray(mean, np.float64)
     if calibration is None or calibration.kind in ("temperature", "scale"):
@@ -314,7 +315,8 @@ def calibrated_interval(mean: Any, std: Any, mixture_interval: Callable[[float],
     elif math.isclose(lvl, float(calibration.level)):
         q = calibration.value
     else:
-        raise ValueError(f"conformal intervals at level {lvl} need the calibration scores (fitted at {calibration.level})")
+        raise ValueError(f"conformal intervals at level {lvl} need the calibration scores "
+                         f"(fitted at {calibration.level})")
     return conformal_interval(m, std, q)
 
 

@@ -147,7 +147,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         stopping = None
         if stopping_module.wanted(self.early_stopping, self.patience, kind is not None):
             y_held = ((np.asarray(y_cal, np.float64).reshape(len(y_cal), -1) - self.y_mean_) / self.y_scale_)[:, 0]
-            stopping = EarlyStopping(((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32), y_held, int(self.patience))
+            x_held = ((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32)
+            stopping = EarlyStopping(x_held, y_held, int(self.patience))
         self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume,
                     stopping)
         self.calibration_, self.calibration_scores_ = None, None

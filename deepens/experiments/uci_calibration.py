@@ -103,8 +103,8 @@ def nll_check(results: dict[str, Any], method: str = "ensemble_conformal") -> di
         if ours is None or ours.get("nll_mean") is None:
             continue
         se = ours.get("nll_se") or 0.0
-        out[name] = {other_key: methods[other]["nll_mean"] is not None and ours["nll_mean"] <= methods[other]["nll_mean"] + se
-                     for other_key, other in (("vs_ensemble", "ensemble"), ("vs_holdout", "ensemble_holdout"))
+        out[name] = {key: methods[other]["nll_mean"] is not None and ours["nll_mean"] <= methods[other]["nll_mean"] + se
+                     for key, other in (("vs_ensemble", "ensemble"), ("vs_holdout", "ensemble_holdout"))
                      if other in methods}
     return out
 
@@ -142,6 +142,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
                       ("vs_holdout", "the same networks uncalibrated")):
         failed = [n for n, c in checks.items() if not c.get(key, True)]
         lines.append(f"Conformal NLL no worse than {what} by more than its standard error: "
-                     f"{len(checks) - len(failed)} of {len(checks)}" + (f" (not: {', '.join(failed)})" if failed else "") + ".")
+                     f"{len(checks) - len(failed)} of {len(checks)}"
+                     + (f" (not: {', '.join(failed)})" if failed else "") + ".")
     lines.append("")
     return lines
