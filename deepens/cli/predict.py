@@ -247,7 +247,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="score a saved model on a table holding the target: metrics table and calibration figure",
         description="Scores of what the model predicts; a calibrated model's (see deepens train --calibration) "
-        "beside its uncalibrated mixture's: interval coverage at 50/80/90/95%% (regression), ECE before and "
+        "beside its uncalibrated mixture's: interval coverage at 50/80/90/95% (regression), ECE before and "
         "after the temperature (classification), and both calibration curves in calibration.png.",
     )
     evaluate.add_argument("model", metavar="MODEL_DIR")
