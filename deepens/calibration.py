@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
+from scipy.special import log_softmax, ndtri
 
 KINDS = ("temperature", "scale", "conformal")
 MIN_ROWS = 10
@@ -300,3 +300,99 @@ class Calibration:
             value=math.inf if value == "inf" else _real_number("calibration value", value),
             level=None if level is None else _real_number("calibration level", level),
         )
+
+
+# --- the calibrated predictive distribution (regression) -----------------------------------------
+
+
+def stretch(calibration: Calibration | None) -> float:
+    """The factor ``s`` by which a regression calibration stretches the mixture about its mean.
+
+    ``None`` (or a temperature): 1. ``"scale"``: the fitted factor. ``"conformal"``: ``q / z`` with ``q``
+    the conformal multiplier at the calibration's level and ``z = Phi^-1((1 + level) / 2)``: the stretch at
+    which the moment-matched Gaussian's central interval at that level is exactly the conformal one
+    (``+inf`` when ``q`` is). The stretched mixture is what a calibrated model's NLL, CDF, std and
+    uncertainty describe; a conformal model's intervals come from the held-out scores at every level.
+    """
+    if calibration is None or calibration.kind == "temperature":
+        return 1.0
+    if calibration.kind == "scale":
+        return calibration.value
+    return calibration.value / float(ndtri(0.5 + 0.5 * float(calibration.level)))
+
+
+def stretch_members(locs: Any, scales: Any, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """A mixture's members ``(M, ...)`` after stretching the mixture by ``factor`` about its mean:
+    locations ``mean + factor * (loc - mean)``, scales ``factor * scale``. The members keep their family,
+    so every mixture score applies unchanged; the mean stays, the std (and each member's) multiplies by
+    ``factor``, the aleatoric and epistemic variances by ``factor**2``."""
+    locs_ = np.asarray(locs, np.float64)
+    mean = np.mean(locs_, axis=0)
+    return mean + factor * (locs_ - mean), factor * np.asarray(scales, np.float64)
+
+
+def fit_regression(y: Any, mean: Any, std: Any, kind: str, level: float = 0.9) -> tuple[Calibration, np.ndarray | None]:
+    """Fit ``kind`` (``"scale"`` or ``"conformal"``) on held-out rows ``(N,)`` each: ``(calibration,
+    scores)``, the scores being the sorted conformal scores (kept so that intervals at any level can be
+    served) or None."""
+    if kind == "scale":
+        return Calibration("scale", fit_std_scale(y, mean, std)), None
+    if kind != "conformal":
+        raise ValueError(f"regression calibration must be 'scale' or 'conformal', got {kind!r}")
+    lvl = check_level(level)
+    scores = np.sort(conformal_scores(y, mean, std))
+    return Calibration("conformal", conformal_quantile(scores, lvl), lvl), scores
+
+
+def calibrated_interval(mean: Any, std: Any, mixture_interval: Callable[[float], tuple[Any, Any]] | None,
+                        calibration: Calibration | None, scores: Any, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``level`` interval ``(lower, upper)`` of a (calibrated) regression prediction.
+
+    ``mean``, ``std``: the uncalibrated mixture's, ``mixture_interval(level)``: its exact central interval
+    (called only when needed: a conformal interval does not use it). Uncalibrated: that interval;
+    ``"scale"``: it, stretched about the mean; ``"conformal"``: ``mean -/+ q std`` with ``q`` the conformal
+    quantile of ``scores`` at ``level`` (``+/-inf`` when they are too few; without scores only the
+    calibration's own level can be served)."""
+    lvl = check_level(level)
+    m = np.asarray(mean, np.float64)
+    if calibration is None or calibration.kind in ("temperature", "scale"):
+        if mixture_interval is None:
+            raise ValueError("an uncalibrated or scaled interval needs the mixture's interval")
+        lower, upper = (np.asarray(a, np.float64) for a in mixture_interval(lvl))
+        if calibration is None or calibration.kind == "temperature":
+            return lower, upper
+        s = calibration.value
+        return m + s * (lower - m), m + s * (upper - m)
+    if scores is not None:
+        q = conformal_quantile(scores, lvl)
+    elif math.isclose(lvl, float(calibration.level)):
+        q = calibration.value
+    else:
+        raise ValueError(f"conformal intervals at level {lvl} need the calibration scores "
+                         f"(fitted at {calibration.level})")
+    return conformal_interval(m, std, q)
+
+
+def regression_scores(prediction: Any, y: Any, calibration: Calibration | None, scores: Any = None, *,
+                      target_shift: Any = 0.0, target_scale: Any = 1.0,
+                      levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
+    """Every score of :func:`deepens.metrics.regression_summary` for the calibrated distribution: the
+    mixture of ``prediction`` (a RegressionPrediction) stretched by :func:`stretch`, with
+    ``coverage_<level>`` that of :func:`calibrated_interval` (the conformal intervals for ``"conformal"``).
+    ``y`` in original units; ``target_shift``/``target_scale`` map the prediction's scale to them."""
+    from deepens import metrics
+
+    locs, scales, family = metrics.member_locs_and_scales(prediction)
+    locs, scales = stretch_members(locs, scales, stretch(calibration))
+    shift, scale = np.asarray(target_shift, np.float64), np.asarray(target_scale, np.float64)
+    out = metrics.regression_summary(y, locs * scale + shift, scales * scale, family=family, levels=levels,
+                                     member_dfs=metrics.member_dfs(prediction))
+    if calibration is not None and calibration.kind == "conformal":
+        mean, std = np.asarray(prediction.mean, np.float64), np.asarray(prediction.std, np.float64)
+        for level in levels:
+            lower, upper = calibrated_interval(mean, std, None, calibration, scores, level)
+            # (an infinite interval, from too few rows for the level, covers everything)
+            y_ = np.asarray(y, np.float64)
+            out[f"coverage_{level:g}"] = float(np.mean((y_ >= lower * scale + shift) & (y_ <= upper * scale + shift)))
+    return out
+

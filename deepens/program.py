@@ -273,6 +273,7 @@ def train_members(
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: bool = False,
     description: str = "training",
+    monitor: Any | None = None,
 ) -> tuple[Any, Any, np.ndarray, Timings]:
     """Train already initialised members; the engine under :func:`fit`.
 
@@ -289,6 +290,8 @@ def train_members(
         over devices; None keeps everything on the default device.
       resume: continue from this checkpoint (``params`` and ``state`` are then ignored).
       checkpoint_every, on_checkpoint: call ``on_checkpoint`` after every ``checkpoint_every`` epochs.
+      monitor: a :class:`deepens.early_stopping.Monitor`, told the members after every chunk: it may stop
+        the run (the history then ends there) and gives the parameters it kept.
     Returns:
       Trained ``params``, ``state``, the loss history ``(epochs, M)`` and the timings.
     """
@@ -348,6 +351,11 @@ def train_members(
             if on_checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
                 host_carry = devices_module.to_host(carry) if jax.process_count() > 1 else carry
                 on_checkpoint(Checkpoint(*host_carry, epoch=done, history=history[:done].copy()))
+            if monitor is not None and monitor.update(done, carry[0], carry[1]):
+                history = history[:done]
+                break
+    if monitor is not None:
+        carry = (*monitor.best(), carry[2])
     jax.block_until_ready(carry)
     params, state, _ = devices_module.to_host(carry) if jax.process_count() > 1 else carry
     return params, state, history, Timings(compile_s=compile_s, train_s=time.perf_counter() - start)

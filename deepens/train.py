@@ -27,6 +27,7 @@ from deepens import devices as devices_module
 from deepens import validation
 from deepens.adversarial import get_adversarial, input_scale
 from deepens.checkpoint import Checkpoint, check_resume, run_identity
+from deepens.early_stopping import EarlyStopping, Monitor
 from deepens.config import AUTO_CLIP_NORM, CLIPPED_HEADS, DEFAULTS, TrainConfig, make_optimizer, resolve_clip_norm
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
@@ -71,6 +72,7 @@ def fit(
     resume: Checkpoint | None = None,
     progress: bool = True,
     description: str = "training",
+    early_stopping: EarlyStopping | None = None,
     **settings: Any,
 ) -> Ensemble:
     """Train a deep ensemble: M members from independent initialisations and data orders, together.
@@ -101,6 +103,10 @@ def fit(
         uninterrupted run; a checkpoint whose run identity (data and settings, see
         :func:`deepens.checkpoint.run_identity`) differs is refused with a ValueError. ``epochs`` may grow.
       progress: show a progress bar over epochs with the current mean loss.
+      early_stopping: an :class:`~deepens.early_stopping.EarlyStopping` (held-out rows, patience): each
+        member keeps its parameters of the epoch with the lowest held-out NLL, and training stops once no
+        member has improved for ``patience`` epochs (checked at the end of each compiled chunk; the
+        ``history`` then ends there). Default None: the paper's plain method.
       With ``method`` ``"mimo"`` or ``"batchensemble"`` all ``members`` live in one network (then
       ``member_ids`` and ``history`` refer to networks); a Method instance needs ``members`` to be a
       multiple of its members per network (:mod:`deepens.methods`).
@@ -163,10 +169,12 @@ def fit(
         user_on_checkpoint = on_checkpoint
         on_checkpoint = lambda c: user_on_checkpoint(dataclasses.replace(c, identity=identity))  # noqa: E731
     scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
+    monitor = None if early_stopping is None else _monitor(early_stopping, program, features, targets, size, method,
+                                                           resume, params, state, len(ids))
     params, state, history, timings = train_members(
         program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
         scale=scale, mesh=plan.training_mesh, resume=resume, checkpoint_every=checkpoint_every,
-        on_checkpoint=on_checkpoint, progress=progress, description=description,
+        on_checkpoint=on_checkpoint, progress=progress, description=description, monitor=monitor,
     )
     params, state, history = plan.trim(params), plan.trim(state), plan.trim(history, axis=1)
     params, state = plan.place_for_prediction((params, state))
@@ -178,6 +186,27 @@ def fit(
         timings=Timings(compile_s=init_s + timings.compile_s, train_s=timings.train_s),
         method=method,  # methods seam
     )
+
+
+def _monitor(stopping: EarlyStopping, program: Program, features: np.ndarray, targets: np.ndarray, size: int,
+             method: Method, resume: Checkpoint | None, params: Any, state: Any, members: int) -> Monitor:
+    """The early-stopping monitor of a run, after checking its held-out rows like the training rows."""
+    if not isinstance(stopping, EarlyStopping):
+        raise ValueError(f"early_stopping must be a deepens.early_stopping.EarlyStopping or None, got {stopping!r}")
+    if method.slots is not None or method.members_per_network != 1:
+        raise ValueError(f"early stopping needs one member per network; {method.name} holds several")
+    if resume is not None:
+        raise ValueError("early stopping cannot resume from a checkpoint (the kept best parameters are not in it)")
+    x_val = validation.features(stopping.x, name="early_stopping.x")
+    if x_val.shape[1:] != features.shape[1:]:
+        raise ValueError(f"early_stopping.x has rows of shape {x_val.shape[1:]}, the training rows {features.shape[1:]}")
+    if program.head.is_classifier:
+        y_val, _ = validation.class_labels(stopping.y, len(x_val), num_classes=size, name="early_stopping.y")
+    else:
+        y_val = validation.regression_targets(stopping.y, len(x_val), name="early_stopping.y")
+        if y_val.shape[1:] != targets.shape[1:]:
+            raise ValueError(f"early_stopping.y has {y_val.shape[1:]} targets per row, the training targets {targets.shape[1:]}")
+    return Monitor(stopping, program.model, program.head, program.loss_fn(), x_val, y_val, params, state, members)
 
 
 def _method(method: str | Method, members: int, input_repetition: float, batch_repetition: int) -> tuple[Method, int]:

@@ -1,8 +1,10 @@
 import json
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
@@ -15,6 +17,9 @@ from deepens.calibration import (
     fit_conformal,
     fit_std_scale,
     fit_temperature,
+    regression_scores,
+    stretch,
+    stretch_members,
     temper,
 )
 
@@ -201,3 +206,126 @@ def test_uninformative_held_out_predictions_keep_the_temperature_at_one():
     labels = np.arange(12) % 3
     assert fit_temperature(log_probs, labels) == 1.0
     assert fit_temperature(log_probs + 1.0, labels) == 1.0
+
+
+# --- the calibrated distribution and the low-level API (deepens.calibrated) -------------------
+
+
+class _FixedEnsemble:
+    """Stands in for a trained Ensemble: members whose outputs are fixed functions of x (no training)."""
+
+    def __init__(self, head, outputs):
+        self.head, self.outputs = head, outputs
+        self.is_classifier = head.is_classifier
+
+    def predict(self, x):
+        from deepens.prediction import ClassificationPrediction, RegressionPrediction
+
+        out = jnp.asarray(self.outputs(np.asarray(x, np.float32)))
+        return ClassificationPrediction(out) if self.is_classifier else RegressionPrediction(self.head, out, True)
+
+
+def _gaussian_members(x, m=1):
+    """M Gaussian members with mean 2x + m and raw scale 0.3 (std softplus(0.3) + eps): (M, N, 2)."""
+    rows = [np.stack([2 * x[:, 0] + k, np.full(len(x), 0.3)], axis=-1) for k in range(m)]
+    return np.stack(rows)
+
+
+def test_stretched_single_gaussian_is_the_gaussian_with_the_scaled_std():
+    from deepens.calibrated import CalibratedRegression
+    from deepens.heads import Gaussian
+
+    x = np.linspace(-1, 1, 15)[:, None].astype(np.float32)
+    prediction = _FixedEnsemble(Gaussian(), _gaussian_members).predict(x)
+    mu, sigma = np.asarray(prediction.mean, np.float64), np.asarray(prediction.std, np.float64)
+    y = mu + np.linspace(-3, 3, 15) * sigma
+    for cal in (Calibration("scale", 1.7), Calibration("conformal", 2.5, 0.9)):
+        s = stretch(cal)
+        calibrated = CalibratedRegression(prediction, cal)
+        np.testing.assert_allclose(calibrated.std, s * sigma, rtol=1e-6)
+        np.testing.assert_allclose(calibrated.nll(y), -stats.norm.logpdf(y, mu, s * sigma), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(calibrated.gaussian_nll(y), -stats.norm.logpdf(y, mu, s * sigma), rtol=1e-6)
+        np.testing.assert_allclose(calibrated.cdf(y), stats.norm.cdf(y, mu, s * sigma), atol=1e-5)
+    assert stretch(Calibration("conformal", 2.5, 0.9)) == pytest.approx(2.5 / stats.norm.ppf(0.95))
+    assert stretch(None) == 1.0 and stretch(Calibration("temperature", 3.0)) == 1.0
+    # The stretched mixture's scores equal the Gaussian's: regression_scores on one member.
+    scores = regression_scores(prediction, y, Calibration("scale", 1.7), levels=(0.9,))
+    assert scores["nll"] == pytest.approx(np.mean(-stats.norm.logpdf(y, mu, 1.7 * sigma)), rel=1e-6)
+    inside = np.abs(y - mu) <= stats.norm.ppf(0.95) * 1.7 * sigma
+    assert scores["coverage_0.9"] == pytest.approx(inside.mean())
+
+
+def test_stretch_members_keeps_the_mean_and_scales_the_spread():
+    rng = np.random.default_rng(0)
+    locs, scales = rng.normal(size=(4, 7)), rng.uniform(0.5, 1.5, size=(4, 7))
+    new_locs, new_scales = stretch_members(locs, scales, 1.8)
+    np.testing.assert_allclose(new_locs.mean(0), locs.mean(0))
+    np.testing.assert_allclose(new_locs.var(0), 1.8**2 * locs.var(0))
+    np.testing.assert_allclose(new_scales, 1.8 * scales)
+
+
+def test_calibrate_a_regression_ensemble_covers_and_serves_every_level():
+    from deepens.calibrated import calibrate
+    from deepens.heads import Gaussian
+
+    rng = np.random.default_rng(1)
+    # The members claim std ~0.85, the noise has std 2: overconfident, so the calibration must widen.
+    ensemble = _FixedEnsemble(Gaussian(), lambda x: _gaussian_members(x, 3))
+    x = rng.uniform(-1, 1, size=(4000, 1))
+    y = 2 * x[:, 0] + 1 + 2.0 * rng.normal(size=4000)
+    calibrated = calibrate(ensemble, x[:500], y[:500])
+    assert calibrated.calibration.kind == "conformal" and calibrated.calibration.level == 0.9
+    assert calibrated.scores.shape == (500,) and np.all(np.diff(calibrated.scores) >= 0)
+    prediction = calibrated.predict(x[500:])
+    for level in (0.5, 0.8, 0.9, 0.95):
+        lower, upper = prediction.interval(level)
+        covered = np.mean((y[500:] >= lower) & (y[500:] <= upper))
+        assert abs(covered - level) < 0.05, (level, covered)
+    raw_lower, _ = ensemble.predict(x[500:]).interval(0.9)
+    assert np.all(lower < np.asarray(raw_lower))  # wider than the overconfident mixture's
+    scaled = calibrate(ensemble, x[:500], y[:500], "scale")
+    assert scaled.calibration.value > 1.5
+    assert np.mean(scaled.predict(x[500:]).nll(y[500:])) < np.mean(np.asarray(ensemble.predict(x[500:]).nll(y[500:])))
+
+
+def test_calibrate_a_classifier_tempers_the_mixture():
+    from deepens.calibrated import calibrate
+    from deepens.heads import Categorical
+
+    rng = np.random.default_rng(2)
+    n, k = 3000, 3
+    truth = rng.normal(size=(n, k))
+    labels = np.array([rng.choice(k, p=np.exp(r) / np.exp(r).sum()) for r in truth])
+    logits = np.stack([4.0 * truth, 4.0 * truth + 0.3])  # two overconfident members
+    ensemble = _FixedEnsemble(Categorical(), lambda x: logits[:, x[:, 0].astype(int)])
+    index = np.arange(n, dtype=np.float32)[:, None]
+    calibrated = calibrate(ensemble, index[:1000], labels[:1000])
+    assert calibrated.calibration.kind == "temperature" and calibrated.calibration.value > 2.0
+    after, before = calibrated.predict(index[1000:]), ensemble.predict(index[1000:])
+    np.testing.assert_array_equal(after.label, np.asarray(before.label))
+    assert np.mean(after.nll(labels[1000:])) < np.mean(np.asarray(before.nll(labels[1000:])))
+    np.testing.assert_allclose(after.probs.sum(1), 1.0, rtol=1e-12)
+
+
+def test_calibrate_refuses_bad_input():
+    from deepens.calibrated import calibrate
+    from deepens.heads import Categorical, Gaussian
+
+    regression = _FixedEnsemble(Gaussian(), _gaussian_members)
+    x, y = np.linspace(-1, 1, 30)[:, None], np.linspace(-2, 2, 30)
+    with pytest.raises(ValueError, match="NaN or inf in row"):
+        calibrate(regression, np.where(np.arange(30)[:, None] == 4, np.nan, x), y)
+    with pytest.raises(ValueError, match="NaN or inf in row"):
+        calibrate(regression, x, np.where(np.arange(30) == 7, np.inf, y))
+    with pytest.raises(ValueError, match="at least 10 rows"):
+        calibrate(regression, x[:9], y[:9])
+    for level in (0.0, 1.0, 1.2):
+        with pytest.raises(ValueError, match="level"):
+            calibrate(regression, x, y, level=level)
+    with pytest.raises(ValueError, match="'auto' or one of"):
+        calibrate(regression, x, y, "temperature")
+    classifier = _FixedEnsemble(Categorical(), lambda x: np.zeros((2, len(x), 3)))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        calibrate(classifier, x, np.full(30, 3))
+    with pytest.raises(ValueError, match="'auto' or one of"):
+        calibrate(classifier, x, np.zeros(30, int), "conformal")

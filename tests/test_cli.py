@@ -439,3 +439,47 @@ def test_train_and_predict_on_values_near_the_float32_limit_give_finite_tables(c
     assert code == 0, err
     table = pd.read_csv(tmp_path / "p.csv")
     assert np.all(np.isfinite(table.to_numpy())) and table["mean"].abs().median() > 1e29
+
+
+def test_train_calibration_options_and_evaluate_before_and_after(capsys, files, tmp_path):
+    houses, flowers = files / "houses.csv", files / "flowers.parquet"
+    out = tmp_path / "m"
+    refuse = lambda argv, message: _assert_refused(capsys, tmp_path, argv, message, outputs=[out])  # noqa: E731
+    regression = ["train", houses, "--target", "price", "-o", out, "--drop", "city", "key"]
+    refuse([*regression, "--calibration", "temperature"], "--calibration temperature is for classification")
+    refuse([*regression, "--loss", "brier"], "--loss brier is for classification")
+    refuse([*regression, "--head", "laplace", "--loss", "beta_nll"], "beta_nll")
+    refuse(["train", flowers, "--target", "species", "-o", out, "--calibration", "conformal"],
+           "--calibration conformal is for regression")
+    refuse(["train", flowers, "--target", "species", "-o", out, "--loss", "beta_nll"], "beta_nll is for regression")
+    code, _, err = _run(capsys, *regression, *TRAIN, "--calibration", "scale", "--calibration-fraction", "0.3",
+                        "--loss", "beta_nll")
+    assert code == 0, err
+    model = deepens.load(out)
+    assert model.calibration_.kind == "scale" and model.loss == "beta_nll" and model.calibration_fraction == 0.3
+    code, shown, err = _run(capsys, "evaluate", out, houses, "--out", tmp_path / "ev")
+    assert code == 0, err
+    assert "uncalibrated" in shown and "coverage_0.8" in shown
+    scores = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
+    for level in ("0.5", "0.8", "0.9", "0.95"):
+        assert f"coverage_{level}" in scores and f"coverage_{level}_uncalibrated" in scores
+    frame = pd.read_csv(houses)
+    lower, upper = model.predict_interval(frame[["a", "b", "c"]], 0.8)
+    inside = (frame["price"] >= lower) & (frame["price"] <= upper)
+    assert scores["coverage_0.8"] == pytest.approx(inside.mean())
+    code, _, err = _run(capsys, *regression, *TRAIN, "--calibration", "none")
+    assert code == 0, err
+    assert deepens.load(out).calibration_ is None
+
+
+def test_evaluate_a_calibrated_classifier_shows_ece_before_and_after(capsys, files, classification_model, tmp_path):
+    model_dir, said = classification_model
+    assert "calibration: auto" in said
+    code, shown, err = _run(capsys, "evaluate", model_dir, files / "flowers.parquet", "--out", tmp_path / "ev")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
+    model = deepens.load(model_dir)
+    assert model.calibration_.kind == "temperature"
+    assert "ece_uncalibrated" in scores and scores["accuracy"] == scores["accuracy_uncalibrated"]
+    frame = pd.read_parquet(files / "flowers.parquet")
+    assert scores["nll"] == pytest.approx(np.mean(model.nll(frame[["u", "v", "flag"]], frame["species"])), rel=1e-5)

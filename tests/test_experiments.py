@@ -12,7 +12,7 @@ import pytest
 import deepens
 from deepens import cli, metrics
 from deepens.data import idx, paths, uci as uci_data
-from deepens.experiments import mnist, report, uci
+from deepens.experiments import mnist, report, uci, uci_calibration
 from deepens.experiments.splits import group_by_size, train_splits
 
 SHARED = paths.default_data_dir()
@@ -70,7 +70,7 @@ def test_uci_json_follows_the_schema(uci_run):
     assert written == result["results"]
     assert set(written) == {"yacht", "energy"}
     for name, methods in written.items():
-        assert set(methods) == set(uci.METHODS)
+        assert set(methods) == set(uci.METHODS) | set(uci_calibration.CALIBRATED)
         for method, entry in methods.items():
             assert UCI_KEYS <= set(entry), (name, method)
             assert entry["splits"] == 2 and entry["seconds"] >= 0
@@ -106,6 +106,46 @@ def test_uci_run_records_the_choice_and_writes_the_report(uci_run):
     text = (out / "uci.md").read_text()
     assert "| yacht | 2 |" in text and "1.18 ± 0.21" in text  # the paper's yacht NLL beside ours
     assert (out / "uci.png").stat().st_size > 10_000
+
+
+def test_uci_calibrated_columns_only_add_to_the_paper_columns(uci_run, tmp_path):
+    out, result = uci_run
+    results = result["results"]
+    for name, methods in results.items():
+        calibrated = [methods[m] for m in uci_calibration.CALIBRATED]
+        # The three columns are one set of networks: same means, so the same RMSE on every split.
+        assert calibrated[0]["per_split_rmse"] == calibrated[1]["per_split_rmse"] == calibrated[2]["per_split_rmse"]
+        assert calibrated[0]["stretch_mean"] == 1.0 and calibrated[1]["stretch_mean"] > 0
+        for entry in (methods["ensemble"], *calibrated):
+            for level in ("05", "08", "09", "095"):
+                assert 0.0 <= entry[f"coverage_{level}_mean"] <= 1.0
+    run_info = json.loads((out / "uci_run.json").read_text())
+    assert set(run_info["calibrated_coverage_met"]) == {"yacht", "energy"}
+    text = (out / "uci.md").read_text()
+    assert "### Calibrated on held-out rows" in text and "| yacht | ensemble_conformal |" in text
+    # Switching the calibrated columns off leaves the paper's columns exactly as they were.
+    settings = uci.Settings(data_dir=run_info["settings"]["data_dir"], splits=2, members=2, epochs=3, batch_size=16,
+                            candidates=TWO_CANDIDATES, methods=("ensemble",), calibrated=False)
+    plain = uci.run(tmp_path, settings, echo=False)["results"]
+    for name in results:
+        assert set(plain[name]) == {"ensemble"}
+        assert plain[name]["ensemble"]["per_split_nll"] == results[name]["ensemble"]["per_split_nll"]
+
+
+def test_uci_holdout_is_a_partition_of_each_split():
+    rng = np.random.default_rng(3)
+    x = [rng.normal(size=(50, 2)), rng.normal(size=(60, 2))]
+    y = [rng.normal(size=50), rng.normal(size=60)]
+    x_fit, y_fit, x_cal, y_cal, scalers = uci_calibration.holdout(x, y, 0.2, seed=0)
+    for i in range(2):
+        assert len(x_cal[i]) == round(0.2 * len(x[i])) and len(x_fit[i]) + len(x_cal[i]) == len(x[i])
+        sx, sy = scalers[i]
+        np.testing.assert_allclose(np.mean(x_fit[i], axis=0), 0.0, atol=1e-12)  # standardised on the fit rows
+        back = np.concatenate([x_fit[i], x_cal[i]]) * sx.std + sx.mean
+        np.testing.assert_allclose(np.sort(back, axis=0), np.sort(x[i], axis=0))
+        np.testing.assert_allclose(np.sort(np.concatenate([y_fit[i], y_cal[i]]) * sy.std + sy.mean), np.sort(y[i]))
+    again = uci_calibration.holdout(x, y, 0.2, seed=0)
+    np.testing.assert_array_equal(again[2][1], x_cal[1])
 
 
 def test_uci_targets_compare_with_the_paper():

@@ -11,6 +11,14 @@ from deepens.cli.common import (
     CommandError, _clip_norm, _common_table_options, _device_options, _say, checkpoint_dir_for,
 )
 
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
 def _train(args: argparse.Namespace) -> int:
     import jax
 
@@ -44,17 +52,24 @@ def _train(args: argparse.Namespace) -> int:
         adversarial=args.adversarial, eps=args.eps, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, clip_norm=args.clip_norm,
         method=args.method, input_repetition=args.input_repetition, batch_repetition=args.batch_repetition,
-        random_state=args.seed,
+        random_state=args.seed, calibration=None if args.calibration == "none" else args.calibration,
+        calibration_fraction=args.calibration_fraction, early_stopping=args.early_stopping, patience=args.patience,
         devices=args.devices, verbose=not args.quiet,
     )
     if task == "regression":
-        if args.loss not in (None, "nll"):
-            raise CommandError(f"--loss {args.loss} is for classification; regression heads train on their NLL")
+        if args.loss == "brier":
+            raise CommandError("--loss brier is for classification; regression trains on nll (default) or beta_nll")
+        if args.calibration == "temperature":
+            raise CommandError("--calibration temperature is for classification; regression takes conformal or scale")
         y = tables.regression_target(frame[args.target], source)
-        estimator: Any = DeepEnsembleRegressor(head=args.head, **settings)
+        estimator: Any = DeepEnsembleRegressor(head=args.head, loss=args.loss, **settings)
     else:
         if args.head != "gaussian":
             raise CommandError("--head is for regression; classification always uses a softmax head")
+        if args.loss == "beta_nll":
+            raise CommandError("--loss beta_nll is for regression (a Gaussian head); classification takes nll or brier")
+        if args.calibration in ("conformal", "scale"):
+            raise CommandError(f"--calibration {args.calibration} is for regression; classification takes temperature")
         y = tables.labels(frame[args.target])
         estimator = DeepEnsembleClassifier(loss=args.loss, **settings)
     estimator._check_params()  # bad settings fail here, before any note is printed
@@ -64,6 +79,9 @@ def _train(args: argparse.Namespace) -> int:
         _say(f"dropped {dropped} row{'s' if dropped > 1 else ''} with missing or infinite values (--drop-missing)")
     _say(f"training {args.members} members on {len(x)} rows x {len(feature_names)} features "
          f"({', '.join(feature_names[:8])}{' ...' if len(feature_names) > 8 else ''})")
+    if args.calibration != "none":
+        _say(f"calibration: {args.calibration} on a held-out {args.calibration_fraction:g} of the rows "
+             "('auto' skips it below 50 rows; --calibration none trains on every row)")
 
     checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else checkpoint_dir_for(out)
     resumed = None
@@ -125,7 +143,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--activation", default="relu", help="relu, tanh, gelu, silu, elu or sigmoid (default: relu)")
     train.add_argument("--head", choices=("gaussian", "laplace", "student_t"), default="gaussian",
                        help="regression: the members' distribution (default: gaussian)")
-    train.add_argument("--loss", choices=("nll", "brier"), help="classification: nll (default) or brier")
+    train.add_argument("--loss", choices=("nll", "brier", "beta_nll"),
+                       help="nll (default); brier (classification); beta_nll (regression, Gaussian head: the NLL "
+                            "weighted by sigma^(2 beta), beta = 0.5, Seitzer et al. 2022)")
     train.add_argument("--adversarial", choices=("none", "fgsm", "vat"), default="none",
                        help="adversarial training (default: none)")
     train.add_argument("--eps", type=float, help="adversarial step as a fraction of each feature's range (default: 0.01)")
@@ -145,6 +165,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="mimo: probability that all members see the same input row (default: 0)")
     train.add_argument("--batch-repetition", type=int, default=D.batch_repetition,
                        help="mimo: times each row is repeated in a batch (default: 1)")
+    train.add_argument("--calibration", choices=("auto", "none", "conformal", "scale", "temperature"),
+                       default="auto",
+                       help="fit on held-out rows: conformal intervals or one std factor (regression), a temperature "
+                            "(classification); auto (default): conformal or temperature, skipped below 50 rows")
+    train.add_argument("--calibration-fraction", type=_fraction, default=0.2, metavar="F",
+                       help="share of the rows held out for calibration (default: 0.2)")
+    train.add_argument("--early-stopping", action="store_true",
+                       help="stop on the calibration rows' NLL, each member keeping its best epoch (needs calibration)")
+    train.add_argument("--patience", type=int, default=10, metavar="EPOCHS",
+                       help="--early-stopping: epochs without improvement before stopping (default: 10)")
     train.add_argument("--seed", type=int, default=D.seed, help="random seed (default: 0)")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="save a checkpoint every N epochs")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="where checkpoints go (default: MODEL_DIR.checkpoints)")

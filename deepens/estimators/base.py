@@ -204,8 +204,10 @@ class DeepEnsembleBase(BaseEstimator):
         checkpoint_dir: str | Path | None,
         checkpoint_every: int | None,
         resume: bool,
+        early_stopping: Any = None,
     ) -> None:
-        """Train the ensemble on standardised inputs ``x`` and targets; sets ``ensemble_`` and ``seed_``."""
+        """Train the ensemble on standardised inputs ``x`` and targets; sets ``ensemble_`` and ``seed_``
+        (``early_stopping``: a :class:`deepens.early_stopping.EarlyStopping` or None, passed to ``fit``)."""
         devices.use_cpu_cores()  # one JAX device per core if JAX has not started yet (else a no-op)
         self._check_params()
         config = self._config(0)  # the seed is set below
@@ -244,7 +246,7 @@ class DeepEnsembleBase(BaseEstimator):
             x, targets, config.replace(seed=seed), head=head, loss=self.loss, model=model, optimizer=optimizer,
             num_classes=size if self._is_classifier else None, devices=self.devices,
             checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, resume=checkpoint,
-            progress=bool(self.verbose), description=type(self).__name__,
+            progress=bool(self.verbose), description=type(self).__name__, early_stopping=early_stopping,
         )
         self.seed_ = seed
 

@@ -15,6 +15,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from deepens import calibration as calib
 from deepens import mixture, validation
 from deepens.data.standardize import Standardizer
+from deepens import early_stopping as stopping_module
+from deepens.early_stopping import EarlyStopping
 from deepens.config import DEFAULTS
 from deepens.estimators.base import DeepEnsembleBase, _labels_from_json, _labels_to_json, _normalised
 from deepens.prediction import ClassificationPrediction
@@ -28,10 +30,11 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
     ``loss``: ``None``/``nll`` (cross-entropy) or ``brier``. Labels may be any sortable values (strings too).
     ``calibration``: ``"auto"`` (default) or ``"temperature"``: one temperature on the averaged
     prediction, fitted by NLL on a stratified held-out ``calibration_fraction`` of the rows (argmax
-    unchanged); ``None`` turns it off. ``"auto"`` is skipped with fewer than 50 rows.
+    unchanged); ``None`` turns it off. ``"auto"`` is skipped with fewer than 50 rows. ``early_stopping``
+    and ``patience``: as for the regressor, on the calibration rows' NLL.
 
     Fitted attributes: ``classes_``, ``ensemble_``, ``x_mean_``, ``x_scale_``, ``n_features_in_``,
-    ``feature_names_in_``, ``seed_``.
+    ``feature_names_in_``, ``seed_``, ``calibration_`` (a :class:`deepens.calibration.Calibration` or None).
     """
 
     _is_classifier = True
@@ -54,6 +57,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         clip_norm: float | str | None = DEFAULTS.clip_norm,
         calibration: str | None = "auto",
         calibration_fraction: float = 0.2,
+        early_stopping: bool = False,
+        patience: int = 10,
         method: str = DEFAULTS.method,
         input_repetition: float = DEFAULTS.input_repetition,
         batch_repetition: int = DEFAULTS.batch_repetition,
@@ -74,6 +79,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self.clip_norm = clip_norm
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
         self.method = method
         self.input_repetition = input_repetition
         self.batch_repetition = batch_repetition
@@ -104,7 +111,11 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         x_stats = Standardizer.fit(X)
         self.x_mean_, self.x_scale_ = x_stats.mean, x_stats.std
         x = ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
-        self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume)
+        stopping = None
+        if stopping_module.wanted(self.early_stopping, self.patience, kind is not None):
+            x_held = ((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32)
+            stopping = EarlyStopping(x_held, encoded_cal.astype(np.int32), int(self.patience))
+        self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume, stopping)
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
             log_probs = self._raw_log_proba(self._distribution(X_cal))
@@ -146,12 +157,13 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
 
     def describe(self, X: Any) -> dict[str, np.ndarray]:
         """``predict_proba``, ``predict`` and ``predict_uncertainty`` from one pass of the members over ``X``:
-        ``probs`` ``(N, K)``, ``predicted`` labels, and ``entropy``, ``data`` and ``knowledge`` (nats), ``(N,)``."""
+        ``probs`` ``(N, K)``, ``predicted`` labels, and ``entropy``, ``data`` and ``knowledge`` (nats), ``(N,)``
+        (the members' decomposition, untempered); ``probs_uncalibrated``: the plain average of the members."""
         prediction = self._distribution(X)
-        probs = _normalised(prediction.probs if getattr(self, "calibration_", None) is None
-                            else np.exp(self._log_proba(prediction)))
+        raw = _normalised(prediction.probs)
+        probs = raw if getattr(self, "calibration_", None) is None else _normalised(np.exp(self._log_proba(prediction)))
         u = prediction.uncertainty
-        return {"probs": probs, "predicted": self.classes_[np.argmax(probs, axis=1)],
+        return {"probs": probs, "probs_uncalibrated": raw, "predicted": self.classes_[np.argmax(probs, axis=1)],
                 "entropy": np.asarray(u.total, np.float64), "data": np.asarray(u.data, np.float64),
                 "knowledge": np.asarray(u.knowledge, np.float64)}
 
@@ -182,12 +194,21 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
     def evaluate(self, X: Any, y: Any, *, bins: int = 15) -> dict[str, float]:
         """Every classification metric of :func:`deepens.metrics.evaluate` on ``(X, y)``: ``accuracy``,
         ``error``, ``nll``, ``brier_summed``, ``brier_per_class`` (the paper's), ``ece``/``mce`` with
-        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins. These score
-        the uncalibrated mixture (the temperature in ``calibration_`` is not applied here)."""
+        ``bins`` equal-width bins and ``ece_quantile``/``mce_quantile`` with equal-mass bins. They score
+        what :meth:`predict_proba` gives: when calibrated, the tempered average, and every key appears
+        again with the suffix ``_uncalibrated`` for the plain average of the members (the accuracy is
+        the same: a temperature never changes the predicted class)."""
         from deepens import metrics
 
         index = self.encode_labels(y)
-        return metrics.evaluate(self._distribution(X), index, bins=bins)
+        prediction = self._distribution(X)
+        raw = metrics.evaluate(prediction, index, bins=bins)
+        if getattr(self, "calibration_", None) is None:
+            return raw
+        log_probs = self._log_proba(prediction)
+        tempered = metrics.classification_summary(index, _normalised(np.exp(log_probs)),
+                                                  nll=-log_probs[np.arange(len(index)), index], bins=bins)
+        return {**tempered, **{f"{k}_uncalibrated": v for k, v in raw.items()}}
 
     def _fitted_json(self) -> dict[str, Any]:
         return {**super()._fitted_json(), "classes_": _labels_to_json(self.classes_), **self._calibration_json()}

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
 from sklearn.base import RegressorMixin
 
 from deepens import calibration as calib
+from deepens.calibrated import CalibratedRegression
 from deepens import validation
 from deepens.data.standardize import Standardizer
+from deepens import early_stopping as stopping_module
+from deepens.early_stopping import EarlyStopping
 from deepens.config import DEFAULTS
 from deepens.estimators.base import DeepEnsembleBase
 from deepens.prediction import RegressionPrediction
@@ -42,6 +44,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         ``"auto"`` is skipped with fewer than 50 rows or 2-D targets (``calibration_`` is then None).
       calibration_fraction: the share of the rows held out to fit the calibration (default 0.2); the
         networks train on the rest.
+      early_stopping: stop on the calibration rows' NLL (default False): each member keeps the parameters
+        of its best epoch, and training ends once none has improved for ``patience`` epochs (see
+        :mod:`deepens.early_stopping`). Needs calibration rows (``calibration`` on, 50 rows or more).
       method: ``"ensemble"`` (default: ``members`` independent networks), ``"mimo"`` or ``"batchensemble"``
         (all ``members`` inside one network, at about one network's cost; see :mod:`deepens.methods`);
         ``input_repetition`` and ``batch_repetition``: MIMO's rho and b.
@@ -77,6 +82,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         clip_norm: float | str | None = DEFAULTS.clip_norm,
         calibration: str | None = "auto",
         calibration_fraction: float = 0.2,
+        early_stopping: bool = False,
+        patience: int = 10,
         method: str = DEFAULTS.method,
         input_repetition: float = DEFAULTS.input_repetition,
         batch_repetition: int = DEFAULTS.batch_repetition,
@@ -98,6 +105,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         self.clip_norm = clip_norm
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
         self.method = method
         self.input_repetition = input_repetition
         self.batch_repetition = batch_repetition
@@ -135,33 +144,31 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         targets = ((y64 - self.y_mean_) / self.y_scale_).astype(np.float32)
         if np.ndim(y) == 1:
             targets = targets[:, 0]
-        self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume)
+        stopping = None
+        if stopping_module.wanted(self.early_stopping, self.patience, kind is not None):
+            y_held = ((np.asarray(y_cal, np.float64).reshape(len(y_cal), -1) - self.y_mean_) / self.y_scale_)[:, 0]
+            x_held = ((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32)
+            stopping = EarlyStopping(x_held, y_held, int(self.patience))
+        self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume,
+                    stopping)
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
             prediction = self._distribution(X_cal)
-            args = (self._standardised_y(y_cal), np.asarray(prediction.mean, np.float64),
-                    np.asarray(prediction.std, np.float64))
-            if kind == "scale":
-                self.calibration_ = calib.Calibration("scale", calib.fit_std_scale(*args))
-            else:
-                self.calibration_scores_ = np.sort(calib.conformal_scores(*args))
-                level = 0.9
-                self.calibration_ = calib.Calibration(
-                    "conformal", calib.conformal_quantile(self.calibration_scores_, level), level)
+            self.calibration_, self.calibration_scores_ = calib.fit_regression(
+                self._standardised_y(y_cal), np.asarray(prediction.mean, np.float64),
+                np.asarray(prediction.std, np.float64), kind, 0.9)
         return self
+
+    def _stretch(self) -> float:
+        """The factor the calibration stretches the mixture by about its mean (1 when uncalibrated)."""
+        return calib.stretch(getattr(self, "calibration_", None))
 
     def _calibrated(self, prediction: RegressionPrediction, level: float) -> tuple[Any, ...]:
         """``(std, lower, upper)`` on the standardised scale, with the calibration applied if any."""
-        cal = getattr(self, "calibration_", None)
-        if cal is None:
-            return (prediction.std, *prediction.interval(level))
-        mean, std = np.asarray(prediction.mean, np.float64), np.asarray(prediction.std, np.float64)
-        if cal.kind == "scale":
-            std = cal.value * std
-            q = float(ndtri(0.5 + level / 2))  # central interval of the moment-matched Gaussian
-        else:
-            q = calib.conformal_quantile(self.calibration_scores_, level)
-        lower, upper = calib.conformal_interval(mean, std, q)
+        std = self._stretch() * np.asarray(prediction.std, np.float64)
+        lower, upper = calib.calibrated_interval(prediction.mean, prediction.std, prediction.interval,
+                                                 getattr(self, "calibration_", None),
+                                                 getattr(self, "calibration_scores_", None), level)
         return std, lower, upper
 
     def _to_user(self, a: Any, *, shift: bool = True, power: int = 1) -> np.ndarray:
@@ -173,20 +180,19 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         return out + mean if shift else out
 
     def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Mixture mean ``(N,)`` (``(N, T)`` for 2-D targets); with ``return_std``, also its standard deviation."""
+        """Mixture mean ``(N,)`` (``(N, T)`` for 2-D targets); with ``return_std``, also its standard
+        deviation, times the calibration's stretch when calibrated (see :meth:`nll`)."""
         prediction = self._distribution(X)
         mean = self._to_user(prediction.mean)
         if return_std:
-            cal = getattr(self, "calibration_", None)
-            std = prediction.std if cal is None or cal.kind != "scale" else cal.value * np.asarray(prediction.std)
-            return mean, self._to_user(std, shift=False)
+            return mean, self._to_user(self._stretch() * np.asarray(prediction.std, np.float64), shift=False)
         return mean
 
     def predict_interval(self, X: Any, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """``(lower, upper)``: the central interval holding probability ``level`` under the exact mixture,
         or, when calibrated (``calibration_``), ``mean -/+ q std`` with the split-conformal ``q`` of the
-        held-out rows at this level (``+/-inf`` when they were too few for it), or the moment-matched
-        Gaussian interval with the std scaled by the fitted factor."""
+        held-out rows at this level (``+/-inf`` when they were too few for it), or the mixture's interval
+        stretched about the mean by the fitted std factor (``"scale"``)."""
         if not 0.0 < float(level) < 1.0:
             raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
         _, lower, upper = self._calibrated(self._distribution(X), float(level))
@@ -194,9 +200,13 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
 
     def predict_uncertainty(self, X: Any) -> VarianceUncertainty:
         """Per-row variances in squared target units: ``total = aleatoric + epistemic``, where aleatoric
-        is the mean of the members' variances (noise) and epistemic the variance of their means."""
+        is the mean of the members' variances (noise) and epistemic the variance of their means. When
+        calibrated, each is multiplied by the square of the calibration's stretch (see :meth:`nll`), so
+        that ``total`` is the square of :meth:`predict`'s std and the split keeps its proportions."""
         u = self._distribution(X).uncertainty
-        return VarianceUncertainty(*(self._to_user(v, shift=False, power=2) for v in u))
+        factor = self._stretch() ** 2
+        return VarianceUncertainty(*(self._to_user(factor * np.asarray(v, np.float64), shift=False, power=2)
+                                     for v in u))
 
     def describe(self, X: Any, level: float = 0.9) -> dict[str, np.ndarray]:
         """Everything ``predict``, ``predict_interval`` and ``predict_uncertainty`` give, from one pass of the
@@ -206,23 +216,34 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
             raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
         prediction = self._distribution(X)
         std, lower, upper = self._calibrated(prediction, float(level))
-        u = prediction.uncertainty
+        u, factor = prediction.uncertainty, self._stretch()
         return {
             "mean": self._to_user(prediction.mean), "std": self._to_user(std, shift=False),
             "lower": self._to_user(lower), "upper": self._to_user(upper),
-            "aleatoric_std": self._to_user(np.sqrt(u.aleatoric), shift=False),
-            "epistemic_std": self._to_user(np.sqrt(u.epistemic), shift=False),
+            "aleatoric_std": self._to_user(factor * np.sqrt(u.aleatoric), shift=False),
+            "epistemic_std": self._to_user(factor * np.sqrt(u.epistemic), shift=False),
         }
 
+    def _calibrated_prediction(self, prediction: RegressionPrediction) -> Any:
+        cal = getattr(self, "calibration_", None)
+        return prediction if cal is None else CalibratedRegression(prediction, cal, self.calibration_scores_)
+
     def nll(self, X: Any, y: Any) -> np.ndarray:
-        """Per-row negative log-likelihood of ``y`` under the exact mixture, in the user's units, ``(N,)``."""
-        prediction = self._distribution(X)
+        """Per-row negative log-likelihood of ``y`` in the user's units, ``(N,)``, under the exact mixture
+        or, when calibrated, under the calibrated distribution: the mixture stretched about its mean by
+        :func:`deepens.calibration.stretch` (``"scale"``: the fitted factor; ``"conformal"``: the factor
+        at which the moment-matched Gaussian's interval at the fitted level, 90%, is the conformal one).
+        A conformal calibration gives intervals, not a density; this stretch is the density that agrees
+        with them at the fitted level, and the same one gives :meth:`predict_cdf`, :meth:`predict`'s std
+        and :meth:`predict_uncertainty`."""
+        prediction = self._calibrated_prediction(self._distribution(X))
         return np.asarray(prediction.nll(self._standardised_y(y)), np.float64) + float(np.sum(np.log(self.y_scale_)))
 
     def predict_cdf(self, X: Any, y: Any) -> np.ndarray:
-        """The mixture's CDF at ``y`` per row (``(N,)`` or ``(N, T)``): probability integral transform
-        values, uniform on [0, 1] for a calibrated model. A CDF is unchanged by the standardisation."""
-        prediction = self._distribution(X)
+        """The CDF at ``y`` per row (``(N,)`` or ``(N, T)``) of the mixture, or when calibrated of the
+        calibrated distribution (see :meth:`nll`): probability integral transform values, uniform on
+        [0, 1] for a calibrated model. A CDF is unchanged by the standardisation."""
+        prediction = self._calibrated_prediction(self._distribution(X))
         return np.asarray(prediction.cdf(self._standardised_y(y)), np.float64)
 
     def _standardised_y(self, y: Any) -> np.ndarray:
@@ -231,25 +252,25 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         standardised = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
         return standardised[:, 0] if self.ensemble_.squeeze_target else standardised
 
-    def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.9, 0.95)) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
         """Every regression metric of :func:`deepens.metrics.evaluate` on ``(X, y)``, in the user's units:
         ``nll`` (moment-matched Gaussian, the paper's), ``nll_mixture``, ``rmse``, ``mae``, ``crps``,
-        ``coverage_<level>`` of the central intervals and ``miscalibration_area``. When calibrated,
-        ``coverage_<level>`` is that of :meth:`predict_interval`'s calibrated intervals and
-        ``coverage_<level>_uncalibrated`` that of the mixture's; the other scores are the mixture's."""
+        ``coverage_<level>`` of the central intervals and ``miscalibration_area``. They score what the
+        model predicts: when calibrated, the calibrated distribution (see :meth:`nll`) and
+        :meth:`predict_interval`'s intervals, and every key appears again with the suffix
+        ``_uncalibrated`` for the plain mixture."""
         from deepens import metrics
 
         prediction = self._distribution(X)
         y64 = np.asarray(y, np.float64)
         scores = metrics.evaluate(prediction, y64, target_shift=self.y_mean_,
                                   target_scale=self.y_scale_, levels=levels)
-        if getattr(self, "calibration_", None) is not None:
-            for level in levels:
-                _, lower, upper = self._calibrated(prediction, float(level))
-                inside = (self._to_user(lower) <= y64) & (y64 <= self._to_user(upper))
-                scores[f"coverage_{level:g}_uncalibrated"] = scores[f"coverage_{level:g}"]
-                scores[f"coverage_{level:g}"] = float(np.mean(inside))
-        return scores
+        cal = getattr(self, "calibration_", None)
+        if cal is None:
+            return scores
+        calibrated = calib.regression_scores(prediction, y64, cal, self.calibration_scores_,
+                                             target_shift=self.y_mean_, target_scale=self.y_scale_, levels=levels)
+        return {**calibrated, **{f"{k}_uncalibrated": v for k, v in scores.items()}}
 
     def _fitted_json(self) -> dict[str, Any]:
         return {**super()._fitted_json(), "y_mean_": self.y_mean_.tolist(), "y_scale_": self.y_scale_.tolist(),

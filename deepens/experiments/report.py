@@ -25,6 +25,12 @@ def _summary(uci_run: dict[str, Any] | None, mnist_run: dict[str, Any] | None) -
         lines.append(f"- UCI deep ensemble, RMSE within the paper's standard error or better: {len(rmse_met)} of "
                      f"{len(checks)}" + (f" (not: {', '.join(sorted(set(checks) - set(rmse_met)))})"
                                          if len(rmse_met) < len(checks) else ""))
+        covered = uci_run.get("calibrated_coverage_met", {})
+        if covered:
+            lines.append(f"- UCI conformal 90% interval coverage (mean over splits) in [0.87, 0.95]: "
+                         f"{sum(covered.values())} of {len(covered)} data sets"
+                         + (f" (not: {', '.join(sorted(n for n, ok in covered.items() if not ok))})"
+                            if not all(covered.values()) else ""))
         lines.append(f"- UCI run time: {uci_run['total_seconds']:.1f} s (target: under 15 minutes on 2 cores)")
     if mnist_run is not None:
         described = {"error_at_5_fgsm": "test error at M = 5 with FGSM at most 1.5%",

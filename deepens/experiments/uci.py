@@ -48,6 +48,7 @@ from deepens import metrics
 from deepens.adversarial import FGSM
 from deepens.data import paths, uci
 from deepens.experiments import paper
+from deepens.experiments import uci_calibration
 from deepens.experiments.splits import SplitEnsembles, group_by_size, train_splits
 from deepens.heads import Gaussian, Point
 from deepens.io import write_json
@@ -62,7 +63,8 @@ METHOD_LABELS = {
 }
 # Which training run gives each method: (loss, adversarial); singles are member 0 of their ensemble.
 RUNS = {"nll": ("ensemble", "single"), "nll_fgsm": ("ensemble_at", "single_at"), "mse": ("ensemble_mse",)}
-EXTRA_METRICS = ("nll_mixture", "crps", "coverage_0.95", "miscalibration_area")
+EXTRA_METRICS = ("nll_mixture", "crps", "coverage_0.5", "coverage_0.8", "coverage_0.9", "coverage_0.95",
+                 "miscalibration_area")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,9 @@ class Settings:
       optimizer: one optimiser for every data set; None chooses per data set among ``candidates`` on a
         validation part of the training rows (``validation_fraction``).
       devices: train on the first that many devices (None: all, on every host).
+      calibrated: also train the deep ensemble on ``1 - calibration_fraction`` of each split's training rows
+        and calibrate it on the rest (the columns of :mod:`deepens.experiments.uci_calibration`); the paper's
+        columns are unchanged either way.
     """
 
     data_dir: str | None = None
@@ -129,6 +134,8 @@ class Settings:
     methods: tuple[str, ...] = METHODS
     seed: int = 0
     devices: int | None = None
+    calibrated: bool = True
+    calibration_fraction: float = 0.2
 
     def hidden_for(self, name: str) -> int:
         if self.hidden is not None:
@@ -261,28 +268,44 @@ def run_dataset(dataset: uci.UCIDataset, settings: Settings) -> tuple[dict[str, 
             per_split: dict[str, list[float]] = {}
             for e, xt, yt, sy in zip(ensembles, data.x_test, data.y_test, data.y_scaler):
                 member = e.select([0]) if method.startswith("single") else e
-                scores = metrics.evaluate(member.predict(xt), yt, target_shift=sy.mean, target_scale=sy.std)
+                scores = metrics.evaluate(member.predict(xt), yt, target_shift=sy.mean, target_scale=sy.std,
+                                          levels=uci_calibration.LEVELS)
                 for key in ("rmse", "nll", *EXTRA_METRICS):
                     per_split.setdefault(key, []).append(scores[key])
-            entry: dict[str, Any] = {}
-            for key, values in per_split.items():
-                name = key.replace(".", "")
-                entry[f"{name}_mean"] = _finite(float(np.mean(values)))
-                if key in ("rmse", "nll"):
-                    entry[f"{name}_se"] = _standard_error(values)
-            entry["splits"] = len(ensembles)
-            entry["seconds"] = round(train_s, 3)
-            entry["compile_seconds"] = round(compile_s, 3)
+            entry = _entry(per_split, len(ensembles), train_s, compile_s)
             if method.startswith("single"):
                 entry["member_of"] = RUNS[run][0]  # trained in that run: seconds are the whole run's
-            entry["per_split_nll"] = [round(v, 5) for v in per_split["nll"]]
-            entry["per_split_rmse"] = [round(v, 6) for v in per_split["rmse"]]
-            results[method] = {k: entry[k] for k in _ORDER if k in entry} | entry
+            results[method] = entry
+    if settings.calibrated and "ensemble" in settings.methods:
+        per_method, splits, train_s, compile_s = uci_calibration.run(
+            data, lambda x, y: _train(x, y, "nll", settings, hidden, optimizer), settings.calibration_fraction,
+            settings.seed)
+        for method, per_split in per_method.items():
+            results[method] = _entry(per_split, splits, train_s, compile_s)
     details["seconds"] = round(time.perf_counter() - started, 2)
     return results, details
 
 
 _ORDER = ("rmse_mean", "rmse_se", "nll_mean", "nll_se", "splits", "seconds")
+_WITH_SE = ("rmse", "nll", "nll_mixture", "coverage_0.9")
+
+
+def _entry(per_split: dict[str, list[float]], splits: int, train_s: float, compile_s: float) -> dict[str, Any]:
+    """A results entry: the mean over splits of every score (and the standard error of a few)."""
+    entry: dict[str, Any] = {}
+    for key, values in per_split.items():
+        name = key.replace(".", "")
+        entry[f"{name}_mean"] = _finite(float(np.mean(values)))
+        if key in _WITH_SE:
+            se = _standard_error(values)
+            entry[f"{name}_se"] = None if se is None else _finite(se)
+    entry["splits"] = splits
+    entry["seconds"] = round(train_s, 3)
+    entry["compile_seconds"] = round(compile_s, 3)
+    entry["per_split_nll"] = [round(v, 5) for v in per_split["nll"]]
+    entry["per_split_rmse"] = [round(v, 6) for v in per_split["rmse"]]
+    entry["per_split_coverage_09"] = [round(v, 4) if math.isfinite(v) else None for v in per_split["coverage_0.9"]]
+    return {k: entry[k] for k in _ORDER if k in entry} | entry
 
 
 def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -351,6 +374,7 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
            "candidates": [c.label for c in settings.candidates], "data_dir": str(root)},
         "datasets": details,
         "targets": targets(results),
+        "calibrated_coverage_met": uci_calibration.coverage_met(results),
         "total_seconds": round(total, 2),
     }
     write_json(out / "uci.json", results)
@@ -429,7 +453,8 @@ def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
                 continue
             lines.append(f"| {name} | {m} | {_fmt(o.get('nll_mixture_mean'))} | {_fmt(o.get('crps_mean'), digits=3)} | "
                          f"{_fmt(o.get('coverage_095_mean'))} | {_fmt(o.get('miscalibration_area_mean'), digits=3)} |")
-    lines += ["", "### Settings and time", ""]
+    lines += ["", *uci_calibration.markdown(results)]
+    lines += ["### Settings and time", ""]
     s = run_info["settings"]
     lines.append(f"{s['members']} members, {s['epochs']} epochs, batch {s['batch_size']}, FGSM eps {s['eps']:g} of "
                  f"each feature's range, seed {s['seed']}. Optimiser: {s['optimizer']}.")
