@@ -115,6 +115,10 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.shift:  # an image classifier under dataset shift: deepens.cli.shift
+        from deepens.cli.shift import evaluate_shift
+
+        return evaluate_shift(args)
     import json
 
     import numpy as np
@@ -261,5 +265,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                           help="regression: an extra central-interval level for coverage (0.5, 0.8, 0.9 and 0.95 "
                                "always)")
     evaluate.add_argument("--bins", type=int, default=15, help="classification: calibration bins (default: 15)")
+    evaluate.add_argument("--shift", choices=("rotate", "translate", "corrupt"),
+                          help="score an image classifier (a saved Ensemble or classifier; DATA an .npz of images and "
+                               "labels, or a table of pixel columns in [0, 1]) under rotations 0-180 degrees, "
+                               "translations 0-14 pixels or every corruption at intensities 1-5")
     _common_table_options(evaluate)
     evaluate.set_defaults(run=_evaluate)

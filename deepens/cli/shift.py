@@ -20,7 +20,7 @@ from deepens.cli.common import CommandError
 KINDS = ("rotate", "translate", "corrupt")
 
 
-def shifts_for(kind: str) -> list[tuple[str, float]]:
+def shifts_for(kind: str) -> list[tuple[str, float | int]]:
     """The shifts of ``kind``: rotations 0..180 degrees by 15, translations 0..14 pixels, or every
     corruption at intensities 1..5 after the clean set (rotation 0)."""
     from deepens.data import shift as shift_data
@@ -30,7 +30,7 @@ def shifts_for(kind: str) -> list[tuple[str, float]]:
     if kind == "translate":
         return [("translate", float(p)) for p in range(15)]
     if kind == "corrupt":
-        return [("rotate", 0.0)] + [(name, float(i)) for name in shift_data.CORRUPTIONS for i in range(1, 6)]
+        return [("rotate", 0.0)] + [(name, i) for name in shift_data.CORRUPTIONS for i in range(1, 6)]
     raise CommandError(f"--shift must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
