@@ -385,7 +385,7 @@ def regression_scores(prediction: Any, y: Any, calibration: Calibration | None, 
     locs, scales, family = metrics.member_locs_and_scales(prediction)
     locs, scales = stretch_members(locs, scales, stretch(calibration))
     shift, scale = np.asarray(target_shift, np.float64), np.asarray(target_scale, np.float64)
-    out = metrics.regression_summary(y, locs * scale + shift, scales * scale, family=family, levels=levels,
+    out = metrics.regression_summary(y, member_locs=locs * scale + shift, member_scales=scales * scale, family=family, levels=levels,
                                      member_dfs=metrics.member_dfs(prediction))
     if calibration is not None and calibration.kind == "conformal":
         mean, std = np.asarray(prediction.mean, np.float64), np.asarray(prediction.std, np.float64)

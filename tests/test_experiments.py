@@ -263,3 +263,4 @@ def test_reproduce_all_on_the_real_data_small(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| bostonHousing | 2 |" in text and "2.41 ± 0.25" in text  # ours beside the paper's Table 1
     assert "approximate reconstruction" in text  # the shared MNIST training images are flagged
+    assert "shift/shift.md" in text and (tmp_path / "shift" / "shift.json").is_file()  # the shift study too

@@ -126,8 +126,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"MIMO and BatchEnsemble against deep ensembles: {args.out}/mimo.md")
         return 0
     else:
+        from deepens.experiments import shift
+
+        base = _mnist_settings(args, members=args.mnist_members or shift.Settings.members, epochs=args.mnist_epochs)
         report.run(args.out, _uci_settings(args, members=args.uci_members, epochs=args.uci_epochs),
-                   _mnist_settings(args, members=args.mnist_members, epochs=args.mnist_epochs))
+                   _mnist_settings(args, members=args.mnist_members, epochs=args.mnist_epochs),
+                   shift_settings=shift.Settings(**{f: getattr(base, f) for f in base.__dataclass_fields__}))
     print(f"report: {args.out}/report.md")
     return 0
 
@@ -161,7 +165,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "shift", help="MNIST under rotation, translation and corruptions (Ovadia et al. 2019)")
     mimo_parser = benchmarks.add_parser(
         "mimo", help="MIMO and BatchEnsemble against deep ensembles on MNIST and UCI (issue 8)")
-    all_parser = benchmarks.add_parser("all", help="both, and report.md")
+    all_parser = benchmarks.add_parser("all", help="uci, mnist and shift, and report.md")
     for sub, default_out in ((uci_parser, "results/uci"), (mnist_parser, "results/mnist"),
                              (shift_parser, "results/shift"), (mimo_parser, "results/mimo"), (all_parser, "results")):
         sub.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")

@@ -1,5 +1,5 @@
-"""``deepens reproduce all``: both benchmarks, then ``report.md`` with their tables and figures next to the
-published values."""
+"""``deepens reproduce all``: the paper's two benchmarks and the dataset-shift study (into ``shift/``), then
+``report.md`` with their tables and figures next to the published values."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ def write(out: str | Path, uci_result: dict[str, Any] | None, mnist_result: dict
     for name in ("uci.md", "mnist.md"):
         if (out / name).is_file() and ((name == "uci.md" and uci_result) or (name == "mnist.md" and mnist_result)):
             lines.append((out / name).read_text())
+    if (out / "shift" / "shift.md").is_file():
+        lines += ["## Dataset shift", "", "Ovadia et al. (2019) on MNIST: [shift/shift.md](shift/shift.md).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -82,8 +84,14 @@ def rebuild(out: str | Path) -> Path:
     return write(out, found["uci"], found["mnist"])
 
 
-def run(out: str | Path, uci_settings: uci.Settings, mnist_settings: mnist.Settings, *, echo: bool = True) -> Path:
-    """Run both benchmarks into ``out`` and write the report."""
+def run(out: str | Path, uci_settings: uci.Settings, mnist_settings: mnist.Settings, *, echo: bool = True,
+        shift_settings: Any = None) -> Path:
+    """Run both benchmarks into ``out`` and, with ``shift_settings`` (a
+    :class:`deepens.experiments.shift.Settings`), the dataset-shift study into ``out/shift``; write the report."""
     uci_result = uci.run(out, uci_settings, echo=echo)
     mnist_result = mnist.run(out, mnist_settings, echo=echo)
+    if shift_settings is not None:
+        from deepens.experiments import shift
+
+        shift.run(Path(out) / "shift", shift_settings, echo=echo)
     return write(out, uci_result, mnist_result)
