@@ -187,6 +187,8 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         calibrated, as :meth:`predict_proba`), ``(N,)`` in nats."""
         index = self.encode_labels(y)
         prediction = self._distribution(X)
+        if len(index) != prediction.probs.shape[0]:
+            raise ValueError(f"y has {len(index)} labels for {prediction.probs.shape[0]} rows of X")
         if getattr(self, "calibration_", None) is not None:
             return -self._log_proba(prediction)[np.arange(len(index)), index]
         return np.asarray(prediction.nll(jnp.asarray(index, jnp.int32)), np.float64)

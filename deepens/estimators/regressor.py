@@ -155,7 +155,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         if kind is not None:
             prediction = self._distribution(X_cal)
             self.calibration_, self.calibration_scores_ = calib.fit_regression(
-                self._standardised_y(y_cal), np.asarray(prediction.mean, np.float64),
+                self._standardised_y(y_cal, len(y_cal)), np.asarray(prediction.mean, np.float64),
                 np.asarray(prediction.std, np.float64), kind, 0.9)
         return self
 
@@ -193,9 +193,8 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         or, when calibrated (``calibration_``), ``mean -/+ q std`` with the split-conformal ``q`` of the
         held-out rows at this level (``+/-inf`` when they were too few for it), or the mixture's interval
         stretched about the mean by the fitted std factor (``"scale"``)."""
-        if not 0.0 < float(level) < 1.0:
-            raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
-        _, lower, upper = self._calibrated(self._distribution(X), float(level))
+        level = _level(level)
+        _, lower, upper = self._calibrated(self._distribution(X), level)
         return self._to_user(lower), self._to_user(upper)
 
     def predict_uncertainty(self, X: Any) -> VarianceUncertainty:
@@ -212,10 +211,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         """Everything ``predict``, ``predict_interval`` and ``predict_uncertainty`` give, from one pass of the
         members over ``X``: ``mean``, ``std``, ``lower``, ``upper`` (the central ``level`` interval),
         ``aleatoric_std`` and ``epistemic_std``, each ``(N,)`` (``(N, T)`` for 2-D targets), in y's units."""
-        if not 0.0 < float(level) < 1.0:
-            raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
+        level = _level(level)
         prediction = self._distribution(X)
-        std, lower, upper = self._calibrated(prediction, float(level))
+        std, lower, upper = self._calibrated(prediction, level)
         u, factor = prediction.uncertainty, self._stretch()
         return {
             "mean": self._to_user(prediction.mean), "std": self._to_user(std, shift=False),
@@ -237,19 +235,26 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         with them at the fitted level, and the same one gives :meth:`predict_cdf`, :meth:`predict`'s std
         and :meth:`predict_uncertainty`."""
         prediction = self._calibrated_prediction(self._distribution(X))
-        return np.asarray(prediction.nll(self._standardised_y(y)), np.float64) + float(np.sum(np.log(self.y_scale_)))
+        return np.asarray(prediction.nll(self._standardised_y(y, prediction.mean.shape[0])), np.float64) + float(np.sum(np.log(self.y_scale_)))
 
     def predict_cdf(self, X: Any, y: Any) -> np.ndarray:
         """The CDF at ``y`` per row (``(N,)`` or ``(N, T)``) of the mixture, or when calibrated of the
         calibrated distribution (see :meth:`nll`): probability integral transform values, uniform on
         [0, 1] for a calibrated model. A CDF is unchanged by the standardisation."""
         prediction = self._calibrated_prediction(self._distribution(X))
-        return np.asarray(prediction.cdf(self._standardised_y(y)), np.float64)
+        return np.asarray(prediction.cdf(self._standardised_y(y, prediction.mean.shape[0])), np.float64)
 
-    def _standardised_y(self, y: Any) -> np.ndarray:
-        """Targets in the user's units on the scale the networks were trained on, shaped as in training."""
-        y = np.asarray(y, np.float64)
-        standardised = ((y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_).astype(np.float32)
+    def _standardised_y(self, y: Any, n: int) -> np.ndarray:
+        """Targets for ``n`` rows in the user's units on the scale the networks were trained on, shaped as in
+        training; a ValueError for NaN, inf, values beyond float32, another length or another width."""
+        y = np.asarray(validation.regression_targets(y, n, name="y", square_safe=False) if np.ndim(y) <= 2
+                       else np.asarray(y), np.float64)
+        if y.ndim != 2:
+            raise ValueError(f"y must be (N,) or (N, T), got shape {np.shape(y)}")
+        width = len(self.y_mean_)
+        if y.shape[1] != width:
+            raise ValueError(f"y has {y.shape[1]} target columns per row but the model predicts {width}")
+        standardised = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)
         return standardised[:, 0] if self.ensemble_.squeeze_target else standardised
 
     def evaluate(self, X: Any, y: Any, *, levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
@@ -287,3 +292,14 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+def _level(level: Any) -> float:
+    """``level`` as a float strictly inside (0, 1), or a ValueError naming it."""
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        raise ValueError(f"level must be a number strictly between 0 and 1, got {level!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
+    return value
