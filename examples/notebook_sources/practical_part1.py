@@ -203,7 +203,7 @@ rows = []
 for name, ensemble in fits.items():
     p = ensemble.predict(x_test)
     rows.append({"run": name, "members": ensemble.members, "test NLL": float(np.mean(p.nll(y_test))),
-                 "test RMSE": metrics.rmse(y_test, p.mean)})
+                 "test RMSE": metrics.rmse(y_test, mean=p.mean)})
 regression_table = pd.DataFrame(rows).set_index("run")
 print(f"training seconds (all members together, after compiling): ensemble {ensemble6.timings.train_s:.2f}, "
       f"with FGSM {ensemble6_fgsm.timings.train_s:.2f}")
@@ -377,8 +377,8 @@ print(f"For one network, FGSM lowered the test NLL by {fgsm_gain:.3f} and ensemb
 p_cubic, p_spiral = fits["ensemble of 6"].predict(x_test), spiral_fits["ensemble of 4"].predict(xs_test)
 mu_m, sd_m = np.asarray(p_cubic.member_means), np.sqrt(np.asarray(p_cubic.member_variances))
 probs_m = np.asarray(p_spiral.member_probs)
-cubic_curve = [float(np.mean(metrics.mixture_nll(y_test, mu_m[:m], sd_m[:m]))) for m in range(1, 7)]
-spiral_curve = [float(np.mean(metrics.categorical_nll(ys_test, probs_m[:m].mean(axis=0)))) for m in range(1, 5)]
+cubic_curve = [float(np.mean(metrics.mixture_nll(y_test, member_locs=mu_m[:m], member_scales=sd_m[:m]))) for m in range(1, 7)]
+spiral_curve = [float(np.mean(metrics.categorical_nll(ys_test, probs=probs_m[:m].mean(axis=0)))) for m in range(1, 5)]
 # (ensemble.select(range(m)) gives the same ensembles as objects, to predict with.)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 axes[0].plot(range(1, 7), cubic_curve, marker="o")
