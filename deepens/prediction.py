@@ -163,7 +163,9 @@ class ClassificationPrediction:
     @functools.cached_property
     def member_probs(self) -> Array:
         """``(M, N, K)``."""
-        return self.member_distribution.probs
+        members = self.member_distribution
+        assert isinstance(members, distributions.Categorical)  # a classification head's members
+        return members.probs
 
     @functools.cached_property
     def probs(self) -> Array:
@@ -194,7 +196,7 @@ class ClassificationPrediction:
         """``y`` as ``(N,)`` integer class indices in ``[0, K)``; a ValueError otherwise (a label of -1
         would index the last class, one of ``K`` or more give NaN, 0.7 would be read as class 0)."""
         n, k = self.member_outputs.shape[1:]
-        if isinstance(y, jax.core.Tracer):  # inside a transformation only the shape can be checked
+        if isinstance(y, jax.core.Tracer):  # pyright: ignore[reportAttributeAccessIssue]  # jax.core is imported by jax at run time  # inside a transformation only the shape can be checked
             if y.shape != (n,):
                 raise ValueError(f"y has shape {y.shape} but the prediction is for {n} labels")
             return y
