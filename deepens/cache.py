@@ -58,7 +58,7 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
         return None
     import jax
 
-    if jax.config.jax_compilation_cache_dir != str(folder):
+    if jax.config.jax_compilation_cache_dir != str(folder):  # pyright: ignore[reportAttributeAccessIssue]  # jax defines its options as attributes at run time
         jax.config.update("jax_compilation_cache_dir", str(folder))
     # The defaults skip programs compiled in under a second; ours mostly are, and still cost start-up.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

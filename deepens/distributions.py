@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import ModuleType
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +40,12 @@ def fori_loop(xp: ModuleType, n: int, body: Callable[[int, Any], Any], init: Any
     return init
 
 
-def _pytree(cls: type) -> type:
+_D = TypeVar("_D")
+
+
+def _pytree(cls: type[_D]) -> type[_D]:
     """A frozen dataclass registered as a pytree whose fields are all arrays."""
-    fields = [f.name for f in dataclasses.fields(cls)]
+    fields = [f.name for f in dataclasses.fields(cls)]  # pyright: ignore[reportArgumentType]  # cls is a dataclass
     return jax.tree_util.register_dataclass(cls, data_fields=fields, meta_fields=[])
 
 
@@ -70,6 +73,10 @@ class Distribution:
         raise NotImplementedError
 
     def cdf(self, y: Any) -> Any:
+        raise NotImplementedError
+
+    def kl(self, other: Any) -> Any:
+        """KL(self || other) to a distribution of the same family, ``(...)``."""
         raise NotImplementedError
 
     def survival(self, y: Any) -> Any:
@@ -339,7 +346,7 @@ class Categorical(Distribution):
         p = self.probs
         return p * (1.0 - p)
 
-    def log_prob(self, labels: Any) -> Any:
+    def log_prob(self, labels: Any) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]  # named labels, not y, for classes
         """``log p[label]`` with ``labels`` broadcast against ``logits.shape[:-1]``, from logsumexp."""
         xp = self._xp()[0]
         labels = xp.broadcast_to(xp.asarray(labels), xp.shape(self.logits)[:-1])
@@ -358,7 +365,7 @@ class Categorical(Distribution):
         return xp.sum(xp.exp(log_p) * (log_p - log_q), axis=-1)
 
 
-LOCATION_SCALE: dict[str, type[_Symmetric]] = {cls.family: cls for cls in (Normal, Laplace)}
+LOCATION_SCALE: dict[str, type[Normal] | type[Laplace]] = {cls.family: cls for cls in (Normal, Laplace)}
 
 
 def location_scale(family: str, loc: Any, scale: Any, df: Any = None) -> Distribution:

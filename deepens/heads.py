@@ -257,7 +257,7 @@ class Categorical(Head):
     def num_outputs(self, size: int) -> int:
         return size
 
-    def distribution(self, outputs: Array) -> distributions.Distribution:
+    def distribution(self, outputs: Array) -> distributions.Categorical:
         return distributions.Categorical(jnp.asarray(outputs))
 
     def loss(self, name: str) -> LossFn:

@@ -155,7 +155,7 @@ def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays:
     return path
 
 
-def atomic_file(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_file(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Create or replace the file ``path`` atomically: ``write(temporary)`` fills a hidden file in the
     same folder, which is flushed and renamed over ``path``; on any failure it is removed and ``path``
     is untouched. Writers of one path take turns (a lock); a replaced file's permission bits are kept, a

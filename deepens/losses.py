@@ -35,7 +35,7 @@ def namespace(*arrays: Any) -> ModuleType:
     return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
-def _same_shape(name: str, **arrays: Array) -> None:
+def _same_shape(name: str, **arrays: ArrayLike) -> None:
     shapes = {key: jnp.shape(value) for key, value in arrays.items()}
     if len(set(shapes.values())) > 1:
         described = ", ".join(f"{key} {shape}" for key, shape in shapes.items())
@@ -61,10 +61,11 @@ def gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike) -> Array:
       Elementwise NLL, same shape as the arguments, in nats.
     """
     xp = namespace(mean, std, y)
-    mean, std, y = xp.asarray(mean), xp.asarray(std), xp.asarray(y)
-    _same_shape("gaussian_nll", mean=mean, std=std, y=y)
-    z = (y - mean) / std
-    return 0.5 * _LOG_2PI + xp.log(std) + 0.5 * xp.square(z)
+    # NumPy or JAX arrays (as the inputs), under new names: the parameters' ArrayLike has no arithmetic
+    mu, sigma, target = xp.asarray(mean), xp.asarray(std), xp.asarray(y)
+    _same_shape("gaussian_nll", mean=mu, std=sigma, y=target)
+    z = (target - mu) / sigma
+    return 0.5 * _LOG_2PI + xp.log(sigma) + 0.5 * xp.square(z)
 
 
 def beta_gaussian_nll(mean: ArrayLike, std: ArrayLike, y: ArrayLike, *, beta: float) -> Array:
@@ -100,9 +101,9 @@ def laplace_nll(loc: ArrayLike, scale: ArrayLike, y: ArrayLike) -> Array:
       Elementwise NLL, same shape as the arguments, in nats.
     """
     xp = namespace(loc, scale, y)
-    loc, scale, y = xp.asarray(loc), xp.asarray(scale), xp.asarray(y)
-    _same_shape("laplace_nll", loc=loc, scale=scale, y=y)
-    return _LOG_2 + xp.log(scale) + xp.abs(y - loc) / scale
+    mu, b, target = xp.asarray(loc), xp.asarray(scale), xp.asarray(y)
+    _same_shape("laplace_nll", loc=mu, scale=b, y=target)
+    return _LOG_2 + xp.log(b) + xp.abs(target - mu) / b
 
 
 def categorical_nll(logits: ArrayLike, labels: ArrayLike) -> Array:
@@ -142,14 +143,14 @@ def brier_score(logits: ArrayLike, labels: ArrayLike) -> Array:
 def squared_error(prediction: ArrayLike, y: ArrayLike) -> Array:
     """``(prediction - y)^2`` elementwise: the MSE baseline, which gives no uncertainty of its own."""
     xp = namespace(prediction, y)
-    prediction, y = xp.asarray(prediction), xp.asarray(y)
-    _same_shape("squared_error", prediction=prediction, y=y)
-    return xp.square(prediction - y)
+    guess, target = xp.asarray(prediction), xp.asarray(y)
+    _same_shape("squared_error", prediction=guess, y=target)
+    return xp.square(guess - target)
 
 
 def absolute_error(prediction: ArrayLike, y: ArrayLike) -> Array:
     """``|prediction - y|`` elementwise: the L1 baseline."""
     xp = namespace(prediction, y)
-    prediction, y = xp.asarray(prediction), xp.asarray(y)
-    _same_shape("absolute_error", prediction=prediction, y=y)
-    return xp.abs(prediction - y)
+    guess, target = xp.asarray(prediction), xp.asarray(y)
+    _same_shape("absolute_error", prediction=guess, y=target)
+    return xp.abs(guess - target)

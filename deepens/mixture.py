@@ -74,7 +74,9 @@ class UniformMixture:
     @property
     def probs(self) -> Any:
         """Categorical members: the average of their probabilities (not of their logits), ``(..., K)``."""
-        return self._xp().mean(self.members.probs, axis=0)
+        members = self.members
+        assert isinstance(members, distributions.Categorical), "probs needs categorical members"
+        return self._xp().mean(members.probs, axis=0)
 
     def log_prob(self, y: Any, *, joint: bool = False) -> Any:
         """Exact log-density ``logsumexp_m log p_m(y) - log M``.

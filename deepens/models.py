@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import flax.linen as nn
 import jax
@@ -65,7 +65,7 @@ class FlaxModel(Model):
     def _takes_train(self) -> bool:
         return "train" in inspect.signature(type(self.module).__call__).parameters
 
-    def _kwargs(self, train: bool) -> dict[str, bool]:
+    def _kwargs(self, train: bool) -> dict[str, Any]:  # keyword arguments for the module's __call__
         return {"train": train} if self._takes_train else {}
 
     def init(self, key: Array, x: Array) -> tuple[Params, State]:
@@ -86,7 +86,8 @@ class FlaxModel(Model):
         if train and state:
             outputs, updated = self.module.apply(variables, x, mutable=list(state), **self._kwargs(train))
             return outputs, {**state, **updated}
-        return self.module.apply(variables, x, **self._kwargs(train)), state
+        # not mutable: apply returns the outputs alone, not an (outputs, variables) pair
+        return cast(Array, self.module.apply(variables, x, **self._kwargs(train))), state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +189,7 @@ class MLP(nn.Module):
 
 
 def _is_width(w: Any) -> bool:
-    return isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w >= 1
+    return bool(isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w >= 1)
 
 
 def check_input_rank(shape: Sequence[int]) -> None:

@@ -15,6 +15,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from deepens.ensemble import Ensemble
+from deepens.prediction import ClassificationPrediction, RegressionPrediction
 
 MEMBER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 CLASS_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999")
@@ -43,6 +44,7 @@ def regression_panel(
     mean with +-1 and +-3 std bands (grey), the truth (dashed) and the training points."""
     grid = np.linspace(*x_range, points, dtype=np.float32)
     prediction = ensemble.predict(grid[:, None])
+    assert isinstance(prediction, RegressionPrediction), "a regression ensemble is needed"
     if ensemble.members > 1:
         member_means = np.asarray(prediction.member_means)
         member_stds = np.sqrt(np.asarray(prediction.member_variances))
@@ -81,6 +83,7 @@ def classification_figure(
     confidence), data uncertainty (expected entropy) and knowledge uncertainty (mutual information)."""
     xx, yy, points = grid_over(x, resolution, margin)
     prediction = ensemble.predict(points)
+    assert isinstance(prediction, ClassificationPrediction), "a classification ensemble is needed"
     label = np.asarray(prediction.label).reshape(xx.shape)
     confidence = np.asarray(prediction.confidence).reshape(xx.shape)
     uncertainty = prediction.uncertainty

@@ -42,7 +42,7 @@ class RegressionPrediction:
     """
 
     head: Head
-    member_outputs: Array
+    member_outputs: Array | np.ndarray  # JAX from an ensemble, or NumPy (saved outputs)
     squeeze: bool = False
 
     def _targets(self, y: Array) -> Array:
@@ -64,7 +64,7 @@ class RegressionPrediction:
     @functools.cached_property
     def member_distribution(self) -> Distribution:
         """The members' distributions, parameters ``(M, N[, T])``: split and softplus happen here, once."""
-        members = self.head.distribution(self.member_outputs)
+        members = self.head.distribution(jnp.asarray(self.member_outputs))  # the heads convert NumPy anyway
         return jax.tree_util.tree_map(lambda a: a[..., 0], members) if self.squeeze else members
 
     @functools.cached_property
@@ -143,7 +143,7 @@ class ClassificationPrediction:
       member_outputs: ``(M, N, K)`` logits.
     """
 
-    member_outputs: Array
+    member_outputs: Array | np.ndarray  # JAX from an ensemble, or NumPy (saved outputs)
     head: Head = Categorical()
 
     @property
@@ -153,7 +153,7 @@ class ClassificationPrediction:
     @functools.cached_property
     def member_distribution(self) -> Distribution:
         """The members' categorical distributions, logits ``(M, N, K)``."""
-        return self.head.distribution(self.member_outputs)
+        return self.head.distribution(jnp.asarray(self.member_outputs))  # the heads convert NumPy anyway
 
     @functools.cached_property
     def distribution(self) -> mixture.UniformMixture:
@@ -163,7 +163,9 @@ class ClassificationPrediction:
     @functools.cached_property
     def member_probs(self) -> Array:
         """``(M, N, K)``."""
-        return self.member_distribution.probs
+        members = self.member_distribution
+        assert isinstance(members, distributions.Categorical)  # a classification head's members
+        return members.probs
 
     @functools.cached_property
     def probs(self) -> Array:
@@ -194,7 +196,7 @@ class ClassificationPrediction:
         """``y`` as ``(N,)`` integer class indices in ``[0, K)``; a ValueError otherwise (a label of -1
         would index the last class, one of ``K`` or more give NaN, 0.7 would be read as class 0)."""
         n, k = self.member_outputs.shape[1:]
-        if isinstance(y, jax.core.Tracer):  # inside a transformation only the shape can be checked
+        if isinstance(y, jax.core.Tracer):  # pyright: ignore[reportAttributeAccessIssue]  # jax.core is imported by jax at run time  # inside a transformation only the shape can be checked
             if y.shape != (n,):
                 raise ValueError(f"y has shape {y.shape} but the prediction is for {n} labels")
             return y

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -109,9 +109,19 @@ def is_numeric(column: pd.Series) -> bool:
     )
 
 
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, typed: a Series for a column name (pandas' annotations say Series or DataFrame)."""
+    return cast(pd.Series, frame[name])
+
+
+def _to_numeric(column: pd.Series) -> pd.Series:
+    """``pd.to_numeric(column, errors="coerce")``, typed: a Series in, a Series out."""
+    return cast(pd.Series, pd.to_numeric(column, errors="coerce"))
+
+
 def _first_non_numeric(column: pd.Series) -> str:
     """``row 5 holds 'abc'``: the first value that is not a number, for a message."""
-    converted = pd.to_numeric(column, errors="coerce")
+    converted = _to_numeric(column)
     bad = np.flatnonzero(converted.isna().to_numpy() & column.notna().to_numpy())
     if len(bad) == 0:
         return f"dtype {column.dtype}"
@@ -120,9 +130,9 @@ def _first_non_numeric(column: pd.Series) -> str:
 
 def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
     """A ValueError naming every column among ``columns`` that is not numeric, with an offending value."""
-    bad = [c for c in columns if not is_numeric(frame[c])]
+    bad = [c for c in columns if not is_numeric(_column(frame, c))]
     if bad:
-        detail = "; ".join(f"{c!r}: {_first_non_numeric(frame[c])}" for c in bad[:5])
+        detail = "; ".join(f"{c!r}: {_first_non_numeric(_column(frame, c))}" for c in bad[:5])
         raise ValueError(
             f"{source}: non-numeric feature column{'s' if len(bad) > 1 else ''} {_names(bad)} ({detail}); "
             f"deepens uses numeric columns only: drop {'them' if len(bad) > 1 else 'it'} with --drop {' '.join(bad)}"
@@ -141,9 +151,9 @@ def feature_columns(frame: pd.DataFrame, exclude: Sequence[str], source: str) ->
 def features(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """The feature columns as float64 (booleans become 0 and 1), keeping their names; a ValueError names
     the column and rows of values too large for float32 (the networks' precision)."""
-    table = frame[list(columns)].astype(np.float64)
+    table = cast(pd.DataFrame, frame[list(columns)].astype(np.float64))
     for c in table.columns:
-        _refuse_beyond_float32(table[c].to_numpy(), f"column {c!r}")
+        _refuse_beyond_float32(_column(table, c).to_numpy(), f"column {c!r}")
     return table
 
 
@@ -161,7 +171,7 @@ def unusable_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """0-based positions of rows with a missing value, or an infinite number, in any of ``columns``."""
     bad = np.zeros(len(frame), bool)
     for c in columns:
-        column = frame[c]
+        column = _column(frame, c)
         bad |= column.isna().to_numpy()
         if is_numeric(column) and not pd.api.types.is_bool_dtype(column):
             bad |= ~np.isfinite(column.to_numpy(dtype=np.float64, na_value=np.nan))
@@ -187,8 +197,8 @@ def drop_unusable(frame: pd.DataFrame, columns: Sequence[str], drop: bool, sourc
 
 
 def _infinite_columns(frame: pd.DataFrame, columns: Sequence[str]) -> set[str]:
-    return {c for c in columns if is_numeric(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-            and np.isinf(frame[c].to_numpy(dtype=np.float64, na_value=np.nan)).any()}
+    return {c for c in columns if is_numeric(_column(frame, c)) and not pd.api.types.is_bool_dtype(frame[c])
+            and np.isinf(_column(frame, c).to_numpy(dtype=np.float64, na_value=np.nan)).any()}
 
 
 MAX_CLASSES = 20
@@ -226,7 +236,7 @@ def _refuse_stray_text(target: pd.Series) -> None:
     """ValueError for a text column that is mostly numbers: the text is likely a typo or a marker of a
     missing value, and taking every value as a class would make a classifier of one class per number."""
     present = target.notna().to_numpy()
-    converted = pd.to_numeric(target, errors="coerce")
+    converted = _to_numeric(target)
     text = np.flatnonzero(present & converted.isna().to_numpy())
     numbers = int(present.sum()) - len(text)
     if len(text) and numbers > present.sum() / 2:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -91,6 +91,15 @@ _STRIPE = (None, 8, 6, 4, 3, 2)  # period of the inverted columns: every p-th co
 _SHEAR = (None, 0.1, 0.2, 0.3, 0.4, 0.5)  # horizontal shear factor
 _SCALE = (None, 0.9, 0.8, 0.7, 0.6, 0.5)  # zoom factor about the centre
 
+_T = TypeVar("_T")
+
+
+def _setting(table: tuple[_T | None, ...], level: int) -> _T:
+    """``table[level]`` for a level of 1 to 5 (level 0, the clean images, returns before reading one)."""
+    value = table[level]
+    assert value is not None, level
+    return value
+
 
 def shot_noise(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     """Poisson (photon) noise: ``Poisson(x * c) / c`` with fewer photons ``c`` at higher intensity."""
@@ -98,7 +107,7 @@ def shot_noise(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     x, shape = _as_images("shot_noise", images)
     if level == 0:
         return _back(x, shape)
-    c = _SHOT[level]
+    c = _setting(_SHOT, level)
     return _back(np.random.default_rng(seed).poisson(x * c) / c, shape)
 
 
@@ -109,7 +118,7 @@ def impulse_noise(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     if level == 0:
         return _back(x, shape)
     rng = np.random.default_rng(seed)
-    hit = rng.random(x.shape) < _IMPULSE[level]
+    hit = rng.random(x.shape) < _setting(_IMPULSE, level)
     salt = rng.random(x.shape) < 0.5
     return _back(np.where(hit, salt.astype(np.float64), x), shape)
 
@@ -144,7 +153,7 @@ def motion_blur(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     if level == 0:
         return _back(x, shape)
     angle = np.random.default_rng(seed).uniform(-math.pi / 4, math.pi / 4)
-    kernel = _line_kernel(_MOTION[level], angle)[None]
+    kernel = _line_kernel(_setting(_MOTION, level), angle)[None]
     return _back(ndimage.convolve(x, kernel, mode="constant", cval=0.0), shape)
 
 
@@ -171,7 +180,7 @@ def stripe(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     x, shape = _as_images("stripe", images)
     if level == 0:
         return _back(x, shape)
-    period = _STRIPE[level]
+    period = _setting(_STRIPE, level)
     offset = int(np.random.default_rng(seed).integers(period))
     columns = (np.arange(x.shape[2]) % period) == offset
     return _back(np.where(columns[None, None, :], 1.0 - x, x), shape)
@@ -183,7 +192,8 @@ def _affine(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     full = np.eye(3)
     full[1:, 1:] = matrix
     offset = np.concatenate([[0.0], centre - matrix @ centre])
-    return ndimage.affine_transform(x, full, offset=offset, order=1, mode="constant", cval=0.0)
+    # scipy's stubs say offset: float; it takes one offset per axis as well
+    return ndimage.affine_transform(x, full, offset=offset, order=1, mode="constant", cval=0.0)  # pyright: ignore[reportArgumentType]
 
 
 def shear(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
@@ -193,7 +203,7 @@ def shear(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     if level == 0:
         return _back(x, shape)
     sign = 1.0 if np.random.default_rng(seed).random() < 0.5 else -1.0
-    return _back(_affine(x, np.array([[1.0, 0.0], [sign * _SHEAR[level], 1.0]])), shape)
+    return _back(_affine(x, np.array([[1.0, 0.0], [sign * _setting(_SHEAR, level), 1.0]])), shape)
 
 
 def scale(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
@@ -202,7 +212,7 @@ def scale(images: Any, intensity: int, seed: int = 0) -> np.ndarray:
     x, shape = _as_images("scale", images)
     if level == 0:
         return _back(x, shape)
-    return _back(_affine(x, np.eye(2) / _SCALE[level]), shape)
+    return _back(_affine(x, np.eye(2) / _setting(_SCALE, level)), shape)
 
 
 Corruption = Callable[..., np.ndarray]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -21,6 +21,7 @@ from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.config import TrainConfig
+from deepens.ensemble import Ensemble
 from deepens.train import fit as fit_ensemble
 
 _SEED_LIMIT = 2**31 - 1
@@ -56,6 +57,38 @@ class DeepEnsembleBase(BaseEstimator):
 
     # Set by subclasses.
     _is_classifier: bool = False
+
+    # Hyper-parameters: set by the subclasses' ``__init__`` (scikit-learn's convention, so ``get_params``
+    # finds them); declared here for the methods below that read them.
+    members: int
+    hidden_layer_sizes: int | tuple[int, ...]
+    activation: str
+    loss: str | None
+    adversarial: str | None
+    eps: float | None
+    epochs: int
+    batch_size: int | None
+    learning_rate: float
+    weight_decay: float
+    clip_norm: float | str | None
+    calibration: str | None
+    calibration_fraction: float
+    method: str
+    input_repetition: float
+    batch_repetition: int
+    random_state: int | np.random.RandomState | None
+    devices: int | None
+    verbose: bool
+
+    # Fitted attributes (set by ``fit`` or :meth:`load`).
+    ensemble_: Ensemble
+    seed_: int
+    x_mean_: np.ndarray
+    x_scale_: np.ndarray
+    n_features_in_: int
+    feature_names_in_: np.ndarray
+    calibration_: calib.Calibration | None
+    calibration_scores_: np.ndarray | None
 
     # ---- hyper-parameters ----------------------------------------------------------------------
 
@@ -95,7 +128,10 @@ class DeepEnsembleBase(BaseEstimator):
         """``get_params()`` as plain JSON (a RandomState instance becomes None; ``seed_`` records the seed)."""
         params = self.get_params(deep=False)
         params["hidden_layer_sizes"] = list(self._hidden())
-        params["random_state"] = None if self._fixed_seed() is None else int(self.random_state)
+        state = self.random_state  # an integer seed is kept; a RandomState instance (or None) is not
+        params["random_state"] = (
+            int(state) if isinstance(state, (int, np.integer)) and not isinstance(state, bool) else None
+        )
         for key, value in params.items():
             if isinstance(value, np.generic):
                 params[key] = value.item()
@@ -117,7 +153,7 @@ class DeepEnsembleBase(BaseEstimator):
     def _validate_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(
             self, X, y, reset=True,
-            validate_separately=(
+            validate_separately=(  # pyright: ignore[reportArgumentType]  # inferred from the default False; a pair of dicts is documented
                 dict(dtype=np.float64, ensure_all_finite=False),
                 dict(dtype=None, ensure_2d=False, ensure_all_finite=False),
             ),
@@ -226,6 +262,7 @@ class DeepEnsembleBase(BaseEstimator):
                 "checkpoint_every": checkpoint_every}
         checkpoint = None
         if resume:
+            assert checkpoint_dir is not None  # checked above
             latest = io.latest_checkpoint(checkpoint_dir)
             if latest is not None:
                 checkpoint, saved = serialization.load_checkpoint(latest, model, optimizer, x.shape[1:])
@@ -237,11 +274,16 @@ class DeepEnsembleBase(BaseEstimator):
                         f"the checkpoint {latest} belongs to another run (its {', '.join(differing)} differ); "
                         "resume with the same data and settings (checkpoint_every included), or remove it"
                     )
-        on_checkpoint = None
+        on_checkpoint: Callable[[Any], None] | None = None
         if checkpoint_every is not None:
-            def on_checkpoint(c: Any) -> None:
+            assert checkpoint_dir is not None  # checked above
+            folder = checkpoint_dir
+
+            def save(c: Any) -> None:
                 if jax.process_index() == 0:  # in a multi-host run every process holds the same state
-                    serialization.save_checkpoint(checkpoint_dir, c, info)
+                    serialization.save_checkpoint(folder, c, info)
+
+            on_checkpoint = save
         self.ensemble_ = fit_ensemble(
             x, targets, config.replace(seed=seed), head=head, loss=self.loss, model=model, optimizer=optimizer,
             num_classes=size if self._is_classifier else None, devices=self.devices,

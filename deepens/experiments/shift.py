@@ -66,7 +66,9 @@ class Settings(mnist.Settings):
 def default_shifts() -> list[tuple[str, float]]:
     """Rotations 0..180 by 15 degrees, translations 0..14 pixels, every corruption at 1..5 (0 is the
     unshifted set, already rotation 0)."""
-    shifts: list[tuple[str, float]] = [("rotate", a) for a in ROTATIONS] + [("translate", p) for p in TRANSLATIONS]
+    rotations: list[tuple[str, float]] = [("rotate", a) for a in ROTATIONS]
+    translations: list[tuple[str, float]] = [("translate", p) for p in TRANSLATIONS]
+    shifts = rotations + translations
     return shifts + [(name, i) for name in shift_data.CORRUPTIONS for i in range(1, 6)]
 
 

@@ -105,6 +105,7 @@ def get_method(method: str | Method | dict[str, Any], **options: Any) -> Method:
         method = method.get("name", "")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    assert isinstance(method, str)  # a key of METHODS
     try:
         return METHODS[method](**options)
     except TypeError as err:

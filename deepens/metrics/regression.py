@@ -137,13 +137,13 @@ def mixture_nll(y: Any, *, member_locs: Any, member_scales: Any, family: str = "
 def squared_error(y: Any, *, mean: Any) -> np.ndarray:
     """``(y - mean)^2`` elementwise, in squared target units."""
     y, mean = _one("squared_error", y, mean, "mean")
-    return losses.squared_error(mean, y)
+    return np.asarray(losses.squared_error(mean, y))  # NumPy in, NumPy out (losses follows its inputs)
 
 
 def absolute_error(y: Any, *, mean: Any) -> np.ndarray:
     """``|y - mean|`` elementwise, in target units."""
     y, mean = _one("absolute_error", y, mean, "mean")
-    return losses.absolute_error(mean, y)
+    return np.asarray(losses.absolute_error(mean, y))  # NumPy in, NumPy out (losses follows its inputs)
 
 
 def rmse(y: Any, *, mean: Any) -> float:

@@ -37,11 +37,11 @@ class SelectiveCurve(NamedTuple):
     thresholds: np.ndarray
     accuracy: np.ndarray
     coverage: np.ndarray
-    count: np.ndarray
+    count: np.ndarray  # pyright: ignore[reportIncompatibleMethodOverride]  # a field named count shadows tuple.count, as intended
 
 
 def accuracy_vs_confidence(
-    correct: Any, confidence: Any, thresholds: Sequence[float] | None = None
+    correct: Any, confidence: Any, thresholds: Sequence[float] | np.ndarray | None = None
 ) -> SelectiveCurve:
     """Accuracy on the examples with confidence >= tau, for each threshold tau (default 0, 0.05, ..., 0.95,
     the range of the paper's Figure 6). A well-calibrated model's curve rises with tau."""
