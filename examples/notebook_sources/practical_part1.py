@@ -28,8 +28,8 @@ if QUICK:
     REG_STEPS, SPIRAL_POINTS, SPIRAL_EPOCHS, GRID = 600, 300, 100, 100
 else:  # the practical's settings (GUIDE section 3)
     REG_STEPS, SPIRAL_POINTS, SPIRAL_EPOCHS, GRID = 600, 1000, 300, 150
-REG = dict(hidden=(10, 6, 30), learning_rate=0.08, epochs=REG_STEPS, progress=False)  # full batch: epochs = steps
-SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.1, weight_decay=1e-3,
+REG = dict(hidden=(10, 6, 30), learning_rate=0.08, epochs=REG_STEPS, batch_size=None, progress=False)  # full batch: epochs = steps
+SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.1, weight_decay=1e-3, batch_size=None,
               epochs=SPIRAL_EPOCHS, progress=False)
 '''),
     md(r'''

@@ -36,7 +36,7 @@ else:  # the practical's settings
     SPIRAL_POINTS, SPIRAL_EPOCHS, GRID = 1000, 300, 150
 M = 4
 # Adam at 0.03 rather than Part I's 0.1: see section 1.
-SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.03, weight_decay=1e-3,
+SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.03, weight_decay=1e-3, batch_size=None,
               epochs=SPIRAL_EPOCHS, progress=False, seed=0)
 xs, ys = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=0)
 xs_test, ys_test = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=1)
