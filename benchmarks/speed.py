@@ -32,7 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 
-def measure(workload: str, members: int | None = None, devices: int | None = None, sequential: bool = False) -> dict[str, Any]:
+def measure(
+    workload: str, members: int | None = None, devices: int | None = None, sequential: bool = False
+) -> dict[str, Any]:
     env = dict(os.environ)
     if devices is not None:
         env["DEEPENS_CPU_DEVICES"] = str(devices)
@@ -71,9 +73,16 @@ def cli_timings(repeats: int = 3) -> dict[str, list[float]]:
     from sklearn.datasets import load_diabetes
 
     deepens_cli = [sys.executable, "-m", "deepens.cli"]
-    times: dict[str, list[float]] = {k: [] for k in ("deepens --help", "deepens train (first)",
-                                                      "deepens train (second)", "deepens predict",
-                                                      "5 x sklearn MLPRegressor")}
+    times: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "deepens --help",
+            "deepens train (first)",
+            "deepens train (second)",
+            "deepens predict",
+            "5 x sklearn MLPRegressor",
+        )
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "diabetes.csv"
         load_diabetes(as_frame=True).frame.to_csv(data, index=False)
@@ -85,8 +94,12 @@ def cli_timings(repeats: int = 3) -> dict[str, list[float]]:
             times["deepens --help"].append(_wall([*deepens_cli, "--help"], env))
             times["deepens train (first)"].append(_wall([*train, str(Path(tmp) / f"a{i}")], env))
             times["deepens train (second)"].append(_wall([*train, str(Path(tmp) / f"b{i}")], env))
-            times["deepens predict"].append(_wall([*deepens_cli, "predict", str(Path(tmp) / f"b{i}"), str(data),
-                                                   "-o", str(Path(tmp) / f"p{i}.csv")], env))
+            times["deepens predict"].append(
+                _wall(
+                    [*deepens_cli, "predict", str(Path(tmp) / f"b{i}"), str(data), "-o", str(Path(tmp) / f"p{i}.csv")],
+                    env,
+                )
+            )
             times["5 x sklearn MLPRegressor"].append(_wall([sys.executable, "-c", SKLEARN_SCRIPT, str(data)], env))
     return times
 
@@ -100,17 +113,34 @@ def main() -> None:
     records: dict[str, Any] = {"default": [], "members": [], "devices": []}
 
     table = Table(title="workloads at their default sizes (deepens on one CPU device per core)")
-    for column in ("workload", "M", "compile s", "train s", "member-ex/s", "peak RSS MB", "matmul peak",
-                   "vs practical loop", "vs host loop", "predict rows/s"):
+    for column in (
+        "workload",
+        "M",
+        "compile s",
+        "train s",
+        "member-ex/s",
+        "peak RSS MB",
+        "matmul peak",
+        "vs practical loop",
+        "vs host loop",
+        "predict rows/s",
+    ):
         table.add_column(column, justify="right")
     for workload in ("w1", "w2", "w3"):
         r = measure(workload, sequential=True)
         records["default"].append(r)
-        table.add_row(workload, str(r["members"]), f"{r['compile_s']:.2f}", f"{r['train_s']:.3f}",
-                      f"{r['member_examples_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}",
-                      f"{100 * r['matmul_peak_fraction']:.1f}% of {r['matmul_peak_gflops']:.0f} GFLOP/s",
-                      f"{r['sequential_practical_ratio']:.1f}x", f"{r['sequential_host_ratio']:.1f}x",
-                      f"{r['predict_rows_per_s']:,.0f}")
+        table.add_row(
+            workload,
+            str(r["members"]),
+            f"{r['compile_s']:.2f}",
+            f"{r['train_s']:.3f}",
+            f"{r['member_examples_per_s']:,.0f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{100 * r['matmul_peak_fraction']:.1f}% of {r['matmul_peak_gflops']:.0f} GFLOP/s",
+            f"{r['sequential_practical_ratio']:.1f}x",
+            f"{r['sequential_host_ratio']:.1f}x",
+            f"{r['predict_rows_per_s']:,.0f}",
+        )
     console.print(table)
 
     if not args.quick:
@@ -123,8 +153,14 @@ def main() -> None:
                 r = measure(workload, members=members)
                 records["members"].append(r)
                 base = base or r["train_s"]
-                table.add_row(workload, str(members), f"{r['compile_s']:.2f}", f"{r['train_s']:.3f}",
-                              f"{r['train_s'] / base:.2f}", f"{r['member_examples_per_s']:,.0f}")
+                table.add_row(
+                    workload,
+                    str(members),
+                    f"{r['compile_s']:.2f}",
+                    f"{r['train_s']:.3f}",
+                    f"{r['train_s'] / base:.2f}",
+                    f"{r['member_examples_per_s']:,.0f}",
+                )
         console.print(table)
 
         table = Table(title="device scaling (fake CPU devices on this machine's cores)")
@@ -136,8 +172,14 @@ def main() -> None:
                 r = measure(workload, devices=count)
                 records["devices"].append(r)
                 base = base or r["train_s"]
-                table.add_row(workload, str(count), str(r["members"]), f"{r['train_s']:.3f}",
-                              f"{r['member_examples_per_s']:,.0f}", f"{base / r['train_s']:.2f}x")
+                table.add_row(
+                    workload,
+                    str(count),
+                    str(r["members"]),
+                    f"{r['train_s']:.3f}",
+                    f"{r['member_examples_per_s']:,.0f}",
+                    f"{base / r['train_s']:.2f}x",
+                )
         console.print(table)
 
     table = Table(title="whole-process wall time on a 442 x 10 CSV (median of 3 fresh processes)")
@@ -147,8 +189,12 @@ def main() -> None:
     records["cli"] = timings
     sklearn_s = statistics.median(timings["5 x sklearn MLPRegressor"])
     for call, runs in timings.items():
-        table.add_row(call, f"{statistics.median(runs):.2f}", " ".join(f"{t:.2f}" for t in runs),
-                      f"{statistics.median(runs) / sklearn_s:.2f}")
+        table.add_row(
+            call,
+            f"{statistics.median(runs):.2f}",
+            " ".join(f"{t:.2f}" for t in runs),
+            f"{statistics.median(runs) / sklearn_s:.2f}",
+        )
     console.print(table)
 
     out = Path(args.out)

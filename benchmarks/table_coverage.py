@@ -24,18 +24,24 @@ def main(splits: int = 10) -> None:
     start = time.perf_counter()
     for split in range(splits):
         order = np.random.default_rng([7, split]).permutation(len(x))
-        test, train = order[: len(x) // 4], order[len(x) // 4:]
+        test, train = order[: len(x) // 4], order[len(x) // 4 :]
         model = DeepEnsembleRegressor(random_state=split).fit(x[train], y[train])
         scores = model.evaluate(x[test], y[test], levels=LEVELS)
         rows["calibrated"].append([scores[f"coverage_{v:g}"] for v in LEVELS])
         rows["its mixture"].append([scores[f"coverage_{v:g}_uncalibrated"] for v in LEVELS])
         plain = DeepEnsembleRegressor(random_state=split, calibration=None).fit(x[train], y[train])
-        rows["calibration=None"].append([plain.evaluate(x[test], y[test], levels=LEVELS)[f"coverage_{v:g}"]
-                                         for v in LEVELS])
-        print(f"split {split}: 90% coverage calibrated {rows['calibrated'][-1][2]:.3f}, mixture "
-              f"{rows['its mixture'][-1][2]:.3f}, calibration=None {rows['calibration=None'][-1][2]:.3f}", flush=True)
-    print(f"\nmean coverage over {splits} splits of {len(x)} rows (test {len(x) // 4} rows each), "
-          f"{time.perf_counter() - start:.0f} s")
+        rows["calibration=None"].append(
+            [plain.evaluate(x[test], y[test], levels=LEVELS)[f"coverage_{v:g}"] for v in LEVELS]
+        )
+        print(
+            f"split {split}: 90% coverage calibrated {rows['calibrated'][-1][2]:.3f}, mixture "
+            f"{rows['its mixture'][-1][2]:.3f}, calibration=None {rows['calibration=None'][-1][2]:.3f}",
+            flush=True,
+        )
+    print(
+        f"\nmean coverage over {splits} splits of {len(x)} rows (test {len(x) // 4} rows each), "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     print("model               " + "  ".join(f"{100 * v:>5g}%" for v in LEVELS))
     for name, values in rows.items():
         mean = np.mean(values, axis=0)

@@ -229,7 +229,12 @@ def vat_divergence(
     target = jax.lax.stop_gradient(clean_outputs)
     divergence = lambda r: kl(target, predict(x + r))  # noqa: E731
     r = vat_perturbation(
-        divergence, x, key, eps=config.eps if eps is None else eps, xi=config.xi, iterations=config.iterations,
+        divergence,
+        x,
+        key,
+        eps=config.eps if eps is None else eps,
+        xi=config.xi,
+        iterations=config.iterations,
         scale=scale,
     )
     return divergence(r)

@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 
 from deepens.calibration import (
-    Calibration, _enough_rows, _finite, calibrated_interval, check_level, fit_regression,
-    fit_temperature, regression_scores, stretch, temper,
+    Calibration,
+    _enough_rows,
+    _finite,
+    calibrated_interval,
+    check_level,
+    fit_regression,
+    fit_temperature,
+    regression_scores,
+    stretch,
+    temper,
 )
 
 __all__ = ["CalibratedClassification", "CalibratedEnsemble", "CalibratedRegression", "calibrate", "mixture_log_probs"]
@@ -75,8 +83,9 @@ class CalibratedRegression:
         return np.asarray(self.prediction.cdf(self._unstretched(y)), np.float64)
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        return calibrated_interval(self.prediction.mean, self.prediction.std, self.prediction.interval,
-                                   self.calibration, self.scores, level)
+        return calibrated_interval(
+            self.prediction.mean, self.prediction.std, self.prediction.interval, self.calibration, self.scores, level
+        )
 
     def evaluate(self, y: Any, **options: Any) -> dict[str, float]:
         """:func:`regression_scores` of this prediction (options: target_shift, target_scale, levels)."""

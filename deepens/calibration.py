@@ -14,8 +14,9 @@ The fitted result is a small frozen :class:`Calibration` that round-trips throug
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -344,8 +345,14 @@ def fit_regression(y: Any, mean: Any, std: Any, kind: str, level: float = 0.9) -
     return Calibration("conformal", conformal_quantile(scores, lvl), lvl), scores
 
 
-def calibrated_interval(mean: Any, std: Any, mixture_interval: Callable[[float], tuple[Any, Any]] | None,
-                        calibration: Calibration | None, scores: Any, level: float) -> tuple[np.ndarray, np.ndarray]:
+def calibrated_interval(
+    mean: Any,
+    std: Any,
+    mixture_interval: Callable[[float], tuple[Any, Any]] | None,
+    calibration: Calibration | None,
+    scores: Any,
+    level: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """The central ``level`` interval ``(lower, upper)`` of a (calibrated) regression prediction.
 
     ``mean``, ``std``: the uncalibrated mixture's, ``mixture_interval(level)``: its exact central interval
@@ -368,14 +375,22 @@ def calibrated_interval(mean: Any, std: Any, mixture_interval: Callable[[float],
     elif math.isclose(lvl, float(calibration.level)):
         q = calibration.value
     else:
-        raise ValueError(f"conformal intervals at level {lvl} need the calibration scores "
-                         f"(fitted at {calibration.level})")
+        raise ValueError(
+            f"conformal intervals at level {lvl} need the calibration scores (fitted at {calibration.level})"
+        )
     return conformal_interval(m, std, q)
 
 
-def regression_scores(prediction: Any, y: Any, calibration: Calibration | None, scores: Any = None, *,
-                      target_shift: Any = 0.0, target_scale: Any = 1.0,
-                      levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
+def regression_scores(
+    prediction: Any,
+    y: Any,
+    calibration: Calibration | None,
+    scores: Any = None,
+    *,
+    target_shift: Any = 0.0,
+    target_scale: Any = 1.0,
+    levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95),
+) -> dict[str, float]:
     """Every score of :func:`deepens.metrics.regression_summary` for the calibrated distribution: the
     mixture of ``prediction`` (a RegressionPrediction) stretched by :func:`stretch`, with
     ``coverage_<level>`` that of :func:`calibrated_interval` (the conformal intervals for ``"conformal"``).
@@ -385,8 +400,14 @@ def regression_scores(prediction: Any, y: Any, calibration: Calibration | None, 
     locs, scales, family = metrics.member_locs_and_scales(prediction)
     locs, scales = stretch_members(locs, scales, stretch(calibration))
     shift, scale = np.asarray(target_shift, np.float64), np.asarray(target_scale, np.float64)
-    out = metrics.regression_summary(y, member_locs=locs * scale + shift, member_scales=scales * scale, family=family, levels=levels,
-                                     member_dfs=metrics.member_dfs(prediction))
+    out = metrics.regression_summary(
+        y,
+        member_locs=locs * scale + shift,
+        member_scales=scales * scale,
+        family=family,
+        levels=levels,
+        member_dfs=metrics.member_dfs(prediction),
+    )
     if calibration is not None and calibration.kind == "conformal":
         mean, std = np.asarray(prediction.mean, np.float64), np.asarray(prediction.std, np.float64)
         for level in levels:
@@ -395,4 +416,3 @@ def regression_scores(prediction: Any, y: Any, calibration: Calibration | None, 
             y_ = np.asarray(y, np.float64)
             out[f"coverage_{level:g}"] = float(np.mean((y_ >= lower * scale + shift) & (y_ <= upper * scale + shift)))
     return out
-

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -46,7 +47,10 @@ class RunIdentity:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "x": self.x, "y": self.y, "x_shape": list(self.x_shape), "y_shape": list(self.y_shape),
+            "x": self.x,
+            "y": self.y,
+            "x_shape": list(self.x_shape),
+            "y_shape": list(self.y_shape),
             "settings": dict(self.settings),
             "shapes": None if self.shapes is None else {name: list(shape) for name, shape in self.shapes},
             "devices": None if self.devices is None else dict(self.devices),
@@ -58,10 +62,14 @@ class RunIdentity:
         try:
             shapes, layout = value["shapes"], value["devices"]
             return cls(
-                x=str(value["x"]), y=str(value["y"]),
-                x_shape=tuple(int(d) for d in value["x_shape"]), y_shape=tuple(int(d) for d in value["y_shape"]),
+                x=str(value["x"]),
+                y=str(value["y"]),
+                x_shape=tuple(int(d) for d in value["x_shape"]),
+                y_shape=tuple(int(d) for d in value["y_shape"]),
                 settings=tuple(sorted((str(k), str(v)) for k, v in value["settings"].items())),
-                shapes=None if shapes is None else tuple(sorted((str(k), tuple(int(d) for d in v)) for k, v in shapes.items())),
+                shapes=None
+                if shapes is None
+                else tuple(sorted((str(k), tuple(int(d) for d in v)) for k, v in shapes.items())),
                 devices=None if layout is None else tuple(sorted((str(k), v) for k, v in layout.items())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -104,8 +112,14 @@ def parameter_shapes(params: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple(sorted((jax.tree_util.keystr(p), tuple(int(d) for d in np.shape(leaf))) for p, leaf in leaves))
 
 
-def run_identity(x: np.ndarray, y: np.ndarray, settings: Mapping[str, Any], *, params: Any = None,
-                 devices: Mapping[str, Any] | None = None) -> RunIdentity:
+def run_identity(
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: Mapping[str, Any],
+    *,
+    params: Any = None,
+    devices: Mapping[str, Any] | None = None,
+) -> RunIdentity:
     """The identity of a training run, part by part.
 
     Args:
@@ -119,7 +133,10 @@ def run_identity(x: np.ndarray, y: np.ndarray, settings: Mapping[str, Any], *, p
         sees: see :func:`check_resume`.
     """
     return RunIdentity(
-        x=data_sha256(x), y=data_sha256(y), x_shape=tuple(np.shape(x)), y_shape=tuple(np.shape(y)),
+        x=data_sha256(x),
+        y=data_sha256(y),
+        x_shape=tuple(np.shape(x)),
+        y_shape=tuple(np.shape(y)),
         settings=tuple(sorted((str(k), repr(v)) for k, v in settings.items())),
         shapes=None if params is None else parameter_shapes(params),
         devices=None if devices is None else tuple(sorted((str(k), v) for k, v in devices.items())),
@@ -135,10 +152,15 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
-def _shape_differences(saved: tuple[tuple[str, tuple[int, ...]], ...], now: tuple[tuple[str, tuple[int, ...]], ...]) -> str | None:
+def _shape_differences(
+    saved: tuple[tuple[str, tuple[int, ...]], ...], now: tuple[tuple[str, tuple[int, ...]], ...]
+) -> str | None:
     a, b = dict(saved), dict(now)
-    lines = [f"{name} {list(a[name]) if name in a else 'absent'} in the checkpoint, {list(b[name]) if name in b else 'absent'} now"
-             for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    lines = [
+        f"{name} {list(a[name]) if name in a else 'absent'} in the checkpoint, {list(b[name]) if name in b else 'absent'} now"
+        for name in sorted(set(a) | set(b))
+        if a.get(name) != b.get(name)
+    ]
     if not lines:
         return None
     more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
@@ -152,15 +174,23 @@ def _layout(layout: tuple[tuple[str, Any], ...] | None) -> str:
 def differences(saved: RunIdentity, now: RunIdentity) -> list[str]:
     """What differs between the run that wrote a checkpoint (``saved``) and this one, one phrase per part."""
     found = []
-    for name, digest, shape, new_digest, new_shape in (("x", saved.x, saved.x_shape, now.x, now.x_shape),
-                                                       ("y", saved.y, saved.y_shape, now.y, now.y_shape)):
+    for name, digest, shape, new_digest, new_shape in (
+        ("x", saved.x, saved.x_shape, now.x, now.x_shape),
+        ("y", saved.y, saved.y_shape, now.y, now.y_shape),
+    ):
         if digest != new_digest:
-            how = (f"other values of the same shape {_dims(shape)}" if shape == new_shape
-                   else f"shape {_dims(shape)} in the checkpoint, {_dims(new_shape)} now")
+            how = (
+                f"other values of the same shape {_dims(shape)}"
+                if shape == new_shape
+                else f"shape {_dims(shape)} in the checkpoint, {_dims(new_shape)} now"
+            )
             found.append(f"the data {name} differ ({how})")
     a, b = dict(saved.settings), dict(now.settings)
-    changed = [f"{k} ({_shown(a.get(k, 'absent'))} in the checkpoint, {_shown(b.get(k, 'absent'))} now)"
-               for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    changed = [
+        f"{k} ({_shown(a.get(k, 'absent'))} in the checkpoint, {_shown(b.get(k, 'absent'))} now)"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
     if changed:
         found.append("settings differ: " + ", ".join(changed))
     if saved.shapes is not None and now.shapes is not None and (text := _shape_differences(saved.shapes, now.shapes)):
@@ -192,8 +222,11 @@ def check_resume(checkpoint: Checkpoint, identity: RunIdentity) -> None:
     """
     stored = checkpoint.identity
     if not isinstance(stored, RunIdentity):
-        why = ("it carries no run identity" if stored is None else
-               "it carries the single-digest run identity of an older deepens, which cannot be compared part by part")
+        why = (
+            "it carries no run identity"
+            if stored is None
+            else "it carries the single-digest run identity of an older deepens, which cannot be compared part by part"
+        )
         raise ValueError(f"the checkpoint cannot be shown to belong to this run: {why}; start the run afresh")
     found = differences(stored, identity)
     own = None if identity.shapes is None else _shape_differences(parameter_shapes(checkpoint.params), identity.shapes)
@@ -201,6 +234,7 @@ def check_resume(checkpoint: Checkpoint, identity: RunIdentity) -> None:
         found.append(own.replace("in the checkpoint", "in the checkpoint's parameters"))
     if found:
         raise ValueError(
-            "the checkpoint belongs to another run: " + "; ".join(found)
+            "the checkpoint belongs to another run: "
+            + "; ".join(found)
             + ". Resume with the data, settings, model and devices of the run that wrote it, or start afresh"
         )

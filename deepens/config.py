@@ -109,27 +109,37 @@ class TrainConfig:
                     f"unknown method {self.method!r}; choose a Method or one of {sorted(_registered_methods())}"
                 )
         elif not _is_method(self.method):
-            raise ValueError(f"unknown method {self.method!r}; choose a Method or one of {sorted(_registered_methods())}")
+            raise ValueError(
+                f"unknown method {self.method!r}; choose a Method or one of {sorted(_registered_methods())}"
+            )
         repetition = _number("input_repetition", self.input_repetition)
         if not 0.0 <= repetition <= 1.0:
             raise ValueError(f"input_repetition must lie in [0, 1], got {self.input_repetition!r}")
         _count("batch_repetition", self.batch_repetition)
         if not isinstance(self.method, str) and (self.input_repetition != 0.0 or self.batch_repetition != 1):
             raise ValueError("input_repetition and batch_repetition are set on the MIMO instance, not beside it")
-        if isinstance(self.method, str) and self.method != "mimo" and (self.input_repetition != 0.0 or self.batch_repetition != 1):
+        if (
+            isinstance(self.method, str)
+            and self.method != "mimo"
+            and (self.input_repetition != 0.0 or self.batch_repetition != 1)
+        ):
             raise ValueError(f"input_repetition and batch_repetition are MIMO's options, not {self.method!r}'s")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` (TypeError naming an unknown setting), checked like the original."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise TypeError(f"unknown training setting(s) {', '.join(unknown)}; TrainConfig has "
-                            f"{', '.join(f.name for f in dataclasses.fields(self))}")
+            raise TypeError(
+                f"unknown training setting(s) {', '.join(unknown)}; TrainConfig has "
+                f"{', '.join(f.name for f in dataclasses.fields(self))}"
+            )
         return dataclasses.replace(self, **changes)
 
     def optimizer(self, head: Head) -> optax.GradientTransformation:
         """Adam with this config's learning rate, weight decay and (for ``head``) clipping."""
-        return make_optimizer(float(self.learning_rate), float(self.weight_decay), resolve_clip_norm(self.clip_norm, head))
+        return make_optimizer(
+            float(self.learning_rate), float(self.weight_decay), resolve_clip_norm(self.clip_norm, head)
+        )
 
 
 def _is_adversarial(value: Any) -> bool:

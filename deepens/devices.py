@@ -69,8 +69,10 @@ def requested_cpu_devices() -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, got {text!r} "
-                         "(unset it for one device per core)")
+        raise ValueError(
+            f"DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, got {text!r} "
+            "(unset it for one device per core)"
+        )
     return value
 
 
@@ -148,7 +150,9 @@ def plan_mesh(members: int, rows_per_step: int, devices: Devices = None) -> Mesh
     member_axis = max(d for d in range(1, members + 1) if count % d == 0)
     data_axis = 1
     if chosen[0].platform != "cpu":
-        data_axis = max(d for d in range(1, count // member_axis + 1) if (count // member_axis) % d == 0 and rows_per_step % d == 0)
+        data_axis = max(
+            d for d in range(1, count // member_axis + 1) if (count // member_axis) % d == 0 and rows_per_step % d == 0
+        )
     used = np.array(chosen[: member_axis * data_axis]).reshape(member_axis, data_axis)
     return Mesh(used, (MEMBERS, DATA))
 
@@ -254,7 +258,9 @@ def to_host(tree: Any) -> Any:
 
     return jax.tree.map(
         lambda leaf: (
-            np.asarray(leaf) if getattr(leaf, "is_fully_addressable", True) else multihost_utils.process_allgather(leaf, tiled=True)
+            np.asarray(leaf)
+            if getattr(leaf, "is_fully_addressable", True)
+            else multihost_utils.process_allgather(leaf, tiled=True)
         ),
         tree,
     )

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ import numpy as np
 import scipy.special as np_special
 
 from deepens import losses
+
 
 def namespace(*arrays: Any) -> tuple[ModuleType, ModuleType]:
     """``(numpy, scipy.special)`` when no argument is a JAX array, else ``(jax.numpy, jax.scipy.special)``."""
@@ -234,8 +236,13 @@ class StudentT(_Symmetric):
         xp, special = self._xp()
         df = self.df
         z = (y - self.loc) / self.scale
-        return (special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df) - 0.5 * xp.log(df * xp.pi)
-                - xp.log(self.scale) - 0.5 * (df + 1.0) * xp.log1p(xp.square(z) / df))
+        return (
+            special.gammaln(0.5 * (df + 1.0))
+            - special.gammaln(0.5 * df)
+            - 0.5 * xp.log(df * xp.pi)
+            - xp.log(self.scale)
+            - 0.5 * (df + 1.0) * xp.log1p(xp.square(z) / df)
+        )
 
     def _standard_cdf(self, z: Any) -> Any:
         return _student_t_cdf(*self._xp(), z, self.df)
@@ -264,8 +271,12 @@ class StudentT(_Symmetric):
         """``(df + 1) / 2 [psi((df + 1) / 2) - psi(df / 2)] + log(sqrt(df) B(df / 2, 1 / 2)) + log s``."""
         xp, special = self._xp()
         half = 0.5 * self.df
-        return ((half + 0.5) * (special.digamma(half + 0.5) - special.digamma(half))
-                + 0.5 * xp.log(self.df) + special.betaln(half, 0.5) + xp.log(self.scale))
+        return (
+            (half + 0.5) * (special.digamma(half + 0.5) - special.digamma(half))
+            + 0.5 * xp.log(self.df)
+            + special.betaln(half, 0.5)
+            + xp.log(self.scale)
+        )
 
     def kl(self, other: StudentT) -> Any:
         """Approximate KL(self || other): that of the Gaussians with the same means and variances (no

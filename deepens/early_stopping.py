@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,8 +67,18 @@ class Monitor:
     ``best()`` gives the kept parameters at the end. ``members``: how many of the trained members are
     the user's (the rest fill devices and are dropped): only they decide when to stop, and are reported."""
 
-    def __init__(self, stopping: EarlyStopping, model: Model, head: Head, loss: Callable[[Any, Any], Any],
-                 x: np.ndarray, y: np.ndarray, params: Any, state: Any, members: int | None = None) -> None:
+    def __init__(
+        self,
+        stopping: EarlyStopping,
+        model: Model,
+        head: Head,
+        loss: Callable[[Any, Any], Any],
+        x: np.ndarray,
+        y: np.ndarray,
+        params: Any,
+        state: Any,
+        members: int | None = None,
+    ) -> None:
         self.stopping, self.model = stopping, model
         self.members = members
         self.score = loss if head.name == "point" else head.nll
@@ -111,6 +122,8 @@ def wanted(flag: Any, patience: Any, held_out: bool) -> bool:
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
         raise ValueError(f"patience must be an integer >= 1 (epochs), got {patience!r}")
     if flag and not held_out:
-        raise ValueError("early_stopping needs the calibration rows to stop on: turn calibration on "
-                         "(with 'auto' it is skipped below 50 rows) or set early_stopping=False")
+        raise ValueError(
+            "early_stopping needs the calibration rows to stop on: turn calibration on "
+            "(with 'auto' it is skipped below 50 rows) or set early_stopping=False"
+        )
     return bool(flag)

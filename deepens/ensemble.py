@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -112,7 +113,9 @@ class Ensemble:
     def select(self, members: Sequence[int] | slice) -> Ensemble:
         """A smaller ensemble made of the chosen members (by position)."""
         if self.method.members_per_network != 1:  # methods seam: members inside one network cannot be split
-            raise ValueError(f"select needs one member per network; a {self.method.name} ensemble has {self.method.members_per_network}")
+            raise ValueError(
+                f"select needs one member per network; a {self.method.name} ensemble has {self.method.members_per_network}"
+            )
         index = np.arange(self.members)[members] if isinstance(members, slice) else np.asarray(members)
         if index.size == 0:
             raise ValueError("select needs at least one member")

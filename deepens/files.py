@@ -24,8 +24,8 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 STALE_SECONDS = 15 * 60
 """A temporary whose writer cannot be identified (or may have had its process id reused) is a leftover
@@ -105,8 +105,11 @@ def remove_stale(path: Path, *, contents: Iterable[str] | None = None, holding_l
     stale = []
     for entry in entries:
         match = pattern.match(entry.name)
-        if match and is_stale(entry, int(match.group(2)) if match.group(2) else None, holding_lock=holding_lock) \
-                and _ours(entry, contents):
+        if (
+            match
+            and is_stale(entry, int(match.group(2)) if match.group(2) else None, holding_lock=holding_lock)
+            and _ours(entry, contents)
+        ):
             stale.append(entry)
     for entry in stale:
         _remove(entry)
@@ -186,16 +189,23 @@ def keep_mode(replacement: Path, replaced: Path) -> None:
     os.chmod(replacement, mode)
 
 
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 def _what(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def read_regular(path: Path, *, size: int | None = None, limit: int | None = None,
-                 error: type[Exception] = ValueError) -> bytes:
+def read_regular(
+    path: Path, *, size: int | None = None, limit: int | None = None, error: type[Exception] = ValueError
+) -> bytes:
     """The bytes of the regular file ``path``, of exactly ``size`` bytes when given (at most ``limit``).
 
     Nothing is opened before ``os.lstat`` shows a regular file of the right size, so a symbolic link (to

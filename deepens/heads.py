@@ -23,7 +23,8 @@ Per-example losses and KL divergences sum over targets and return ``(...)``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -292,4 +293,3 @@ def get_head(head: str | Head) -> Head:
         return HEADS[head]()
     except (KeyError, TypeError):
         raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}") from None
-

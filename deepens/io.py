@@ -40,8 +40,9 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -97,8 +98,13 @@ def is_saved_object(path: str | Path) -> bool:
         return False
 
 
-def write_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                 manifest_extra: Mapping[str, Any] | None = None) -> Path:
+def write_bundle(
+    path: str | Path,
+    kind: str,
+    config: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    manifest_extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a verified, atomic bundle to the folder ``path`` (replacing a deepens object already there;
     through a symbolic link, the folder it points to). ``manifest_extra``: plain JSON kept in the manifest
     (e.g. a checkpoint's run), so that it is covered by the manifest's own hash.
@@ -199,7 +205,9 @@ def _read_verified(folder: Path, name: str, expected: Mapping[str, Any]) -> byte
 def _read_manifest(folder: Path) -> dict[str, Any]:
     """The checked manifest of the bundle in ``folder`` (format, version, own hash, file list)."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"no saved model at {folder}" + (" (it is a file, not a folder)" if folder.exists() else ""))
+        raise FileNotFoundError(
+            f"no saved model at {folder}" + (" (it is a file, not a folder)" if folder.exists() else "")
+        )
     try:
         raw = files.read_regular(folder / MANIFEST, limit=MAX_MANIFEST_BYTES, error=FormatError)
     except FileNotFoundError:
@@ -225,8 +233,12 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(listed, dict) or set(listed) != set(_FILES):
         raise FormatError(f"{folder / MANIFEST} lists files {sorted(listed)}, expected {sorted(_FILES)}")
     for name, entry in listed.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and type(entry.get("bytes")) is int
-                and entry["bytes"] >= 0):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and type(entry.get("bytes")) is int
+            and entry["bytes"] >= 0
+        ):
             raise FormatError(f"{folder / MANIFEST} describes {name} without a size and sha256")
     if not isinstance(manifest.get("kind"), str):
         raise FormatError(f"{folder / MANIFEST} names no kind of object")
@@ -239,7 +251,9 @@ def bundle_kind(path: str | Path) -> str:
     return str(_read_manifest(Path(path))["kind"])
 
 
-def read_bundle(path: str | Path, kinds: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+def read_bundle(
+    path: str | Path, kinds: tuple[str, ...] | None = None
+) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a bundle: ``(kind, config, arrays)``.
 
     Raises:
@@ -357,8 +371,9 @@ def checkpoint_run(path: str | Path) -> str | None:
     return run if manifest.get("kind") == "checkpoint" and isinstance(run, str) else None
 
 
-def save_checkpoint(folder: str | Path, epoch: int, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                    run: str = "") -> Path:
+def save_checkpoint(
+    folder: str | Path, epoch: int, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], run: str = ""
+) -> Path:
     """Write a checkpoint bundle (plain JSON ``config``, host ``arrays``) as ``folder/epoch-NNNNNN``, its
     manifest naming the ``run`` (a digest of the run's identity), and then remove the older checkpoints of
     the same run. Each checkpoint is its own atomic bundle, so a kill at any moment leaves the previous one
@@ -367,10 +382,11 @@ def save_checkpoint(folder: str | Path, epoch: int, config: Mapping[str, Any], a
     folder = check_checkpoint_dir(folder)
     path = folder / f"epoch-{epoch:06d}"
     if os.path.lexists(path) and checkpoint_run(path) is None and not (path.is_dir() and not any(path.iterdir())):
-        raise ValueError(f"refusing to overwrite {path}: it is not a checkpoint deepens wrote; give the run "
-                         "a checkpoint_dir of its own")
-    path = write_bundle(path, "checkpoint", {**config, "epoch": int(epoch)}, arrays,
-                        manifest_extra={"run": str(run)})
+        raise ValueError(
+            f"refusing to overwrite {path}: it is not a checkpoint deepens wrote; give the run "
+            "a checkpoint_dir of its own"
+        )
+    path = write_bundle(path, "checkpoint", {**config, "epoch": int(epoch)}, arrays, manifest_extra={"run": str(run)})
     for older in folder.iterdir():
         match = _CHECKPOINT.match(older.name)
         if match and int(match.group(1)) < epoch and checkpoint_run(older) == str(run):
@@ -407,5 +423,9 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     folder = check_checkpoint_dir(folder)
     if not folder.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and checkpoint_run(p) is not None]
+    found = [
+        (int(m.group(1)), p)
+        for p in folder.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and checkpoint_run(p) is not None
+    ]
     return max(found)[1] if found else None

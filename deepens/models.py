@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Callable, Sequence, cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -151,8 +152,9 @@ class MLP(nn.Module):
         # Checked here, when the module is made, so a bad width fails before anything is initialised.
         widths = self.hidden if isinstance(self.hidden, (tuple, list)) else None
         if widths is None or not all(_is_width(w) for w in widths):
-            raise ValueError(f"hidden must be a sequence of layer widths, integers >= 1 (e.g. (50,)), "
-                             f"got {self.hidden!r}")
+            raise ValueError(
+                f"hidden must be a sequence of layer widths, integers >= 1 (e.g. (50,)), got {self.hidden!r}"
+            )
         if not _is_width(self.outputs):
             raise ValueError(f"outputs must be an integer >= 1, got {self.outputs!r}")
         if self.activation not in ACTIVATIONS:

@@ -6,8 +6,8 @@ no display and keep no global state; ``save`` writes one to a PNG.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -51,7 +51,9 @@ def regression_panel(
         for m in range(ensemble.members):
             colour = MEMBER_COLOURS[m % len(MEMBER_COLOURS)]
             ax.plot(grid, member_means[m], color=colour, lw=0.8, alpha=0.8)
-            ax.fill_between(grid, member_means[m] - member_stds[m], member_means[m] + member_stds[m], color=colour, alpha=0.08)
+            ax.fill_between(
+                grid, member_means[m] - member_stds[m], member_means[m] + member_stds[m], color=colour, alpha=0.08
+            )
     mean, std = np.asarray(prediction.mean), np.asarray(prediction.std)
     ax.fill_between(grid, mean - 3 * std, mean + 3 * std, color="0.6", alpha=0.25, label="ensemble +-3 std")
     ax.fill_between(grid, mean - std, mean + std, color="0.35", alpha=0.35, label="ensemble +-1 std")
@@ -94,10 +96,19 @@ def classification_figure(
     axes = figure.subplots(1, 4)
     axes[0].scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=0, vmax=classes - 1, s=4)
     axes[0].set_title("data\n")
-    axes[1].imshow(label, origin="lower", extent=_extent(xx, yy), cmap=cmap, vmin=0, vmax=classes - 1,
-                   alpha=None, aspect="auto")
-    axes[1].imshow(np.ones_like(confidence), origin="lower", extent=_extent(xx, yy), cmap="gray", vmin=0, vmax=1,
-                   alpha=np.clip(1.0 - confidence, 0, 1) * 0.9, aspect="auto")
+    axes[1].imshow(
+        label, origin="lower", extent=_extent(xx, yy), cmap=cmap, vmin=0, vmax=classes - 1, alpha=None, aspect="auto"
+    )
+    axes[1].imshow(
+        np.ones_like(confidence),
+        origin="lower",
+        extent=_extent(xx, yy),
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        alpha=np.clip(1.0 - confidence, 0, 1) * 0.9,
+        aspect="auto",
+    )
     axes[1].set_title("predicted class\n(faded where unsure)")
     for ax, values, name in (
         (axes[2], uncertainty.data, "data uncertainty\n(expected entropy)"),
@@ -106,8 +117,15 @@ def classification_figure(
         values = np.asarray(values).reshape(xx.shape)
         peak = float(np.max(values))
         # An all-zero panel (knowledge of one member) would get a degenerate colour scale; say why it is flat.
-        image = ax.imshow(values, origin="lower", extent=_extent(xx, yy), cmap="viridis", vmin=0.0,
-                          vmax=peak if peak > 0 else 1.0, aspect="auto")
+        image = ax.imshow(
+            values,
+            origin="lower",
+            extent=_extent(xx, yy),
+            cmap="viridis",
+            vmin=0.0,
+            vmax=peak if peak > 0 else 1.0,
+            aspect="auto",
+        )
         figure.colorbar(image, ax=ax, label="nats")
         ax.set_title(name)
         if peak <= 0:
@@ -143,7 +161,7 @@ def training_curves(histories: Mapping[str, np.ndarray], *, columns: int = 4, lo
         ax.set_ylabel("training loss")
         if log_scale:
             ax.set_yscale("symlog")
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     figure.tight_layout()
     return figure
@@ -195,10 +213,24 @@ def reliability_figure(reliability: object, *, title: str = "") -> Figure:
     widths = np.diff(edges)
     filled = counts > 0
     accuracy = np.where(filled, reliability.accuracy, 0.0)  # type: ignore[attr-defined]
-    top.bar(edges[:-1], accuracy, width=widths, align="edge", color="tab:blue", alpha=0.7, edgecolor="white",
-            label="accuracy")
-    top.plot(np.asarray(reliability.confidence)[filled], accuracy[filled], "o", color="black", ms=3,  # type: ignore[attr-defined]
-             label="bin: (mean confidence, accuracy)")
+    top.bar(
+        edges[:-1],
+        accuracy,
+        width=widths,
+        align="edge",
+        color="tab:blue",
+        alpha=0.7,
+        edgecolor="white",
+        label="accuracy",
+    )
+    top.plot(
+        np.asarray(reliability.confidence)[filled],
+        accuracy[filled],
+        "o",
+        color="black",
+        ms=3,  # type: ignore[attr-defined]
+        label="bin: (mean confidence, accuracy)",
+    )
     top.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")

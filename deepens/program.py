@@ -103,7 +103,14 @@ def init_optimizer(optimizer: optax.GradientTransformation, params: Any) -> Any:
 
 
 def _batch_objective(
-    program: Program, params: Any, state: Any, x: Array, y: Array, weights: Array, scale: Array, key: Array,
+    program: Program,
+    params: Any,
+    state: Any,
+    x: Array,
+    y: Array,
+    weights: Array,
+    scale: Array,
+    key: Array,
     eps: Array | float = 0.0,
 ) -> tuple[Array, Any]:
     """Weighted mean of the per-example (adversarial) loss of one member on one batch, and its new state.
@@ -324,15 +331,25 @@ def train_members(
     place_order: Callable[[np.ndarray], Array] = jnp.asarray
     eps, program = np.float32(program.eps), program.without_eps()  # eps as an array: a sweep compiles once
     if mesh is None:
-        x, y, scale, weights, eps = jnp.asarray(x), jnp.asarray(y), jnp.asarray(scale), jnp.asarray(weights), jnp.asarray(eps)
+        x, y, scale, weights, eps = (
+            jnp.asarray(x),
+            jnp.asarray(y),
+            jnp.asarray(scale),
+            jnp.asarray(weights),
+            jnp.asarray(eps),
+        )
     else:
-        x, y, scale, weights, carry, keys, place_order = _place(mesh, program.shared_data, full_batch, x, y, scale, weights, carry, keys)
+        x, y, scale, weights, carry, keys, place_order = _place(
+            mesh, program.shared_data, full_batch, x, y, scale, weights, carry, keys
+        )
         eps = devices_module.put(eps, mesh, PartitionSpec())
 
     def order_for(first: int) -> Array | None:
         if full_batch:
             return None
-        return place_order(program.method.draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size))
+        return place_order(
+            program.method.draw_order(seed, member_ids, range(first, first + chunk), n, steps, batch_size)
+        )
 
     order = order_for(first_epoch)
     executable, compile_s = _executable(program, carry, keys, jnp.int32(0), order, weights, x, y, scale, eps)
@@ -361,7 +378,9 @@ def train_members(
     return params, state, history, Timings(compile_s=compile_s, train_s=time.perf_counter() - start)
 
 
-def _place(mesh: Mesh, shared_data: bool, full_batch: bool, x: Any, y: Any, scale: Any, weights: Any, carry: Any, keys: Any):
+def _place(
+    mesh: Mesh, shared_data: bool, full_batch: bool, x: Any, y: Any, scale: Any, weights: Any, carry: Any, keys: Any
+):
     """Lay the training arrays out on the mesh: members over the ``members`` axis, batch rows over the
     ``data`` axis (through the row order for minibatches, the data rows themselves for full batches), the
     rest replicated. Returns the placed arrays and the function that places each chunk's row order."""

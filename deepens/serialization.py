@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -44,12 +45,22 @@ def model_config(model: Model) -> dict[str, Any]:
         return {"type": "MIMO", "members": int(model.members), "trunk": model_config(FlaxModel(model.trunk))}
     if isinstance(model, FlaxModel) and type(model.module) is BatchEnsembleMLP:
         m = model.module
-        return {"type": "BatchEnsembleMLP", "hidden": list(m.hidden), "outputs": m.outputs, "members": m.members,
-                "activation": m.activation}
+        return {
+            "type": "BatchEnsembleMLP",
+            "hidden": list(m.hidden),
+            "outputs": m.outputs,
+            "members": m.members,
+            "activation": m.activation,
+        }
     if isinstance(model, FlaxModel) and type(model.module) is MLP:
         m = model.module
-        return {"type": "MLP", "hidden": list(m.hidden), "outputs": m.outputs, "activation": m.activation,
-                "batch_norm": m.batch_norm}
+        return {
+            "type": "MLP",
+            "hidden": list(m.hidden),
+            "outputs": m.outputs,
+            "activation": m.activation,
+            "batch_norm": m.batch_norm,
+        }
     raise ValueError(
         f"cannot save an ensemble of {type(getattr(model, 'module', model)).__name__}: only the built-in "
         "deepens.MLP can be rebuilt from a saved file without running code (saving never pickles); "
@@ -63,12 +74,24 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
         assert isinstance(trunk, FlaxModel) and isinstance(trunk.module, MLP)
         return MIMONetwork(trunk.module, int(config["members"]))
     if config.get("type") == "BatchEnsembleMLP":
-        return FlaxModel(BatchEnsembleMLP(tuple(int(w) for w in config["hidden"]), int(config["outputs"]),
-                                          int(config["members"]), str(config["activation"])))
+        return FlaxModel(
+            BatchEnsembleMLP(
+                tuple(int(w) for w in config["hidden"]),
+                int(config["outputs"]),
+                int(config["members"]),
+                str(config["activation"]),
+            )
+        )
     if config.get("type") != "MLP":
         raise FormatError(f"unknown model type {config.get('type')!r} in a saved model")
-    return FlaxModel(MLP(tuple(int(w) for w in config["hidden"]), int(config["outputs"]), str(config["activation"]),
-                         bool(config["batch_norm"])))
+    return FlaxModel(
+        MLP(
+            tuple(int(w) for w in config["hidden"]),
+            int(config["outputs"]),
+            str(config["activation"]),
+            bool(config["batch_norm"]),
+        )
+    )
 
 
 def head_config(head: Head) -> dict[str, Any]:
@@ -101,8 +124,11 @@ def ensemble_config(ensemble: Ensemble) -> dict[str, Any]:
 
 
 def ensemble_arrays(ensemble: Ensemble) -> dict[str, np.ndarray]:
-    return {**io.flatten("params", ensemble.params, devices.to_host), **io.flatten("state", ensemble.state, devices.to_host),
-            "history": np.asarray(ensemble.history, np.float32)}
+    return {
+        **io.flatten("params", ensemble.params, devices.to_host),
+        **io.flatten("state", ensemble.state, devices.to_host),
+        "history": np.asarray(ensemble.history, np.float32),
+    }
 
 
 def placed(ensemble: Ensemble) -> Ensemble:
@@ -124,20 +150,34 @@ def ensemble_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], w
     state = io.unflatten("state", state_template, arrays, networks, where)
     used = io.leaf_names("params", params_template) | io.leaf_names("state", state_template) | {"history"}
     io.check_unused(arrays, used, where)
-    return placed(Ensemble(
-        model=model, head=head_from_config(config["head"]), params=params, state=state, input_shape=input_shape,
-        target_size=int(config["target_size"]), squeeze_target=bool(config["squeeze_target"]),
-        history=arrays["history"], member_ids=tuple(int(i) for i in config["member_ids"]), seed=int(config["seed"]),
-        method=method,
-    ))
+    return placed(
+        Ensemble(
+            model=model,
+            head=head_from_config(config["head"]),
+            params=params,
+            state=state,
+            input_shape=input_shape,
+            target_size=int(config["target_size"]),
+            squeeze_target=bool(config["squeeze_target"]),
+            history=arrays["history"],
+            member_ids=tuple(int(i) for i in config["member_ids"]),
+            seed=int(config["seed"]),
+            method=method,
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Saved objects.
 
 
-def save_bundle(path: str | Path, kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                metadata: Mapping[str, Any] | None = None) -> Path:
+def save_bundle(
+    path: str | Path,
+    kind: str,
+    config: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a saved object with the user's plain-JSON ``metadata`` and the deepens version."""
     full = {**config, "metadata": dict(metadata or {}), "deepens_version": __version__}
     return io.write_bundle(path, kind, full, arrays)
@@ -172,10 +212,12 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint, info: Mapping[st
     """Write a :class:`~deepens.checkpoint.Checkpoint` as ``folder/epoch-NNNNNN`` (see
     :func:`deepens.io.save_checkpoint`), its run identity in the configuration and the identity's digest in
     the manifest (what cleanup checks). ``info`` (plain JSON) describes the run for the caller's own checks."""
-    arrays = {**io.flatten("params", checkpoint.params, devices.to_host),
-              **io.flatten("state", checkpoint.state, devices.to_host),
-              **io.flatten("opt_state", checkpoint.opt_state, devices.to_host),
-              "history": np.asarray(checkpoint.history, np.float32)}
+    arrays = {
+        **io.flatten("params", checkpoint.params, devices.to_host),
+        **io.flatten("state", checkpoint.state, devices.to_host),
+        **io.flatten("opt_state", checkpoint.opt_state, devices.to_host),
+        "history": np.asarray(checkpoint.history, np.float32),
+    }
     members = int(jax.tree.leaves(checkpoint.params)[0].shape[0])
     identity = checkpoint.identity
     stored = identity.to_json() if isinstance(identity, RunIdentity) else identity
@@ -197,18 +239,23 @@ def _check_shapes(arrays: Mapping[str, np.ndarray], template: Any, members: int,
     """The checkpoint's parameters against the model's: a ValueError saying which differ (another model
     or hidden sizes is another run), before anything is rebuilt from them."""
     expected = {name: (members, *shape) for name, shape in parameter_shapes(template)}
-    found = {name[len("params"):]: tuple(a.shape) for name, a in arrays.items() if name.startswith("params")}
+    found = {name[len("params") :]: tuple(a.shape) for name, a in arrays.items() if name.startswith("params")}
     differing = sorted(n for n in set(expected) | set(found) if expected.get(n) != found.get(n))
     if differing:
-        shown = "; ".join(f"{n} {list(found[n]) if n in found else 'absent'} in the checkpoint, "
-                          f"{list(expected[n]) if n in expected else 'absent'} now" for n in differing[:3])
+        shown = "; ".join(
+            f"{n} {list(found[n]) if n in found else 'absent'} in the checkpoint, "
+            f"{list(expected[n]) if n in expected else 'absent'} now"
+            for n in differing[:3]
+        )
         raise ValueError(
             f"the checkpoint {where} belongs to another run: model parameter shapes differ (another model or "
             f"hidden sizes): {shown}{f' (and {len(differing) - 3} more)' if len(differing) > 3 else ''}"
         )
 
 
-def load_checkpoint(path: str | Path, model: Model, optimizer: Any, input_shape: tuple[int, ...]) -> tuple[Checkpoint, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, model: Model, optimizer: Any, input_shape: tuple[int, ...]
+) -> tuple[Checkpoint, dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint` for this model and optimizer.
 
     Returns ``(Checkpoint, info)``. The pytrees are rebuilt from a fresh (shape-only) initialisation, so a
@@ -229,6 +276,7 @@ def load_checkpoint(path: str | Path, model: Model, optimizer: Any, input_shape:
     opt_state = io.unflatten("opt_state", opt_template, arrays, members, where)
     used = io.leaf_names("params", params_template) | io.leaf_names("state", state_template)
     io.check_unused(arrays, used | io.leaf_names("opt_state", opt_template) | {"history"}, where)
-    checkpoint = Checkpoint(params, state, opt_state, epoch=int(config["epoch"]), history=arrays["history"],
-                            identity=identity)
+    checkpoint = Checkpoint(
+        params, state, opt_state, epoch=int(config["epoch"]), history=arrays["history"], identity=identity
+    )
     return checkpoint, config["info"]

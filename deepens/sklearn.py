@@ -2,4 +2,4 @@
 
 from deepens.estimators import ESTIMATORS, DeepEnsembleBase, DeepEnsembleClassifier, DeepEnsembleRegressor
 
-__all__ = ["DeepEnsembleBase", "DeepEnsembleClassifier", "DeepEnsembleRegressor", "ESTIMATORS"]
+__all__ = ["ESTIMATORS", "DeepEnsembleBase", "DeepEnsembleClassifier", "DeepEnsembleRegressor"]

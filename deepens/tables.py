@@ -9,8 +9,9 @@ among the data rows, counted from 1 (the header of a CSV file is not a data row)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, cast
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -72,8 +73,10 @@ def check_output_path(output: str | Path, inputs: Sequence[str | Path]) -> None:
             except OSError:
                 same = False
         if same:
-            raise ValueError(f"the output {target} is the input {source}: writing it would destroy that input; "
-                             "choose another output path")
+            raise ValueError(
+                f"the output {target} is the input {source}: writing it would destroy that input; "
+                "choose another output path"
+            )
 
 
 def _first_line(err: BaseException) -> str:
@@ -98,8 +101,10 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, sour
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         available = _names(list(frame.columns)[:20]) + (" ..." if len(frame.columns) > 20 else "")
-        raise ValueError(f"{source} has no {what} column{'s' if len(missing) > 1 else ''} {_names(missing)} "
-                         f"(its columns: {available})")
+        raise ValueError(
+            f"{source} has no {what} column{'s' if len(missing) > 1 else ''} {_names(missing)} "
+            f"(its columns: {available})"
+        )
 
 
 def is_numeric(column: pd.Series) -> bool:
@@ -163,8 +168,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 def _refuse_beyond_float32(values: np.ndarray, what: str) -> None:
     huge = np.flatnonzero(np.abs(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)) > FLOAT32_MAX)
     if len(huge):
-        raise ValueError(f"{what} holds values too large for float32 (|value| > {FLOAT32_MAX:.3g}) in "
-                         f"{describe_rows(huge)}: the first is {values[huge[0]]:.6g}")
+        raise ValueError(
+            f"{what} holds values too large for float32 (|value| > {FLOAT32_MAX:.3g}) in "
+            f"{describe_rows(huge)}: the first is {values[huge[0]]:.6g}"
+        )
 
 
 def unusable_rows(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -185,7 +192,9 @@ def drop_unusable(frame: pd.DataFrame, columns: Sequence[str], drop: bool, sourc
     if len(bad) == 0:
         return frame, 0
     if not drop:
-        where = [c for c in columns if frame[c].iloc[bad].isna().any() or c in _infinite_columns(frame.iloc[bad], columns)]
+        where = [
+            c for c in columns if frame[c].iloc[bad].isna().any() or c in _infinite_columns(frame.iloc[bad], columns)
+        ]
         raise ValueError(
             f"{source}: missing or infinite values in {describe_rows(bad)} (column{'s' if len(where) > 1 else ''} "
             f"{_names(where)}); fix them or pass --drop-missing to skip such rows"
@@ -197,8 +206,13 @@ def drop_unusable(frame: pd.DataFrame, columns: Sequence[str], drop: bool, sourc
 
 
 def _infinite_columns(frame: pd.DataFrame, columns: Sequence[str]) -> set[str]:
-    return {c for c in columns if is_numeric(_column(frame, c)) and not pd.api.types.is_bool_dtype(frame[c])
-            and np.isinf(_column(frame, c).to_numpy(dtype=np.float64, na_value=np.nan)).any()}
+    return {
+        c
+        for c in columns
+        if is_numeric(_column(frame, c))
+        and not pd.api.types.is_bool_dtype(frame[c])
+        and np.isinf(_column(frame, c).to_numpy(dtype=np.float64, na_value=np.nan)).any()
+    }
 
 
 MAX_CLASSES = 20
@@ -223,8 +237,10 @@ def infer_task(target: pd.Series) -> tuple[str, str]:
     numbers = numbers[np.isfinite(numbers)]
     distinct = len(np.unique(numbers))
     if distinct == 1:
-        return "regression", (f"target {name!r} is constant ({numbers[0]:g} in every row): regression to that value; "
-                              "a classifier needs at least 2 classes")
+        return "regression", (
+            f"target {name!r} is constant ({numbers[0]:g} in every row): regression to that value; "
+            "a classifier needs at least 2 classes"
+        )
     if len(numbers) and np.all(numbers == np.round(numbers)):
         if distinct <= MAX_CLASSES and distinct <= len(numbers) / 2:
             return "classification", f"target {name!r} holds {distinct} distinct whole numbers (at most {MAX_CLASSES})"

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,8 +28,8 @@ from deepens import devices as devices_module
 from deepens import validation
 from deepens.adversarial import get_adversarial, input_scale
 from deepens.checkpoint import Checkpoint, check_resume, run_identity
-from deepens.early_stopping import EarlyStopping, Monitor
 from deepens.config import AUTO_CLIP_NORM, CLIPPED_HEADS, DEFAULTS, TrainConfig, make_optimizer, resolve_clip_norm
+from deepens.early_stopping import EarlyStopping, Monitor
 from deepens.ensemble import Ensemble, Timings
 from deepens.heads import Head, get_head
 from deepens.methods import Method, get_method
@@ -47,8 +48,20 @@ from deepens.program import (
 )
 
 __all__ = [
-    "AUTO_CLIP_NORM", "CLIPPED_HEADS", "INIT_STREAM", "NOISE_STREAM", "Program", "TrainConfig", "epochs_per_call",
-    "fit", "init_members", "init_optimizer", "make_optimizer", "member_keys", "resolve_clip_norm", "run_epochs",
+    "AUTO_CLIP_NORM",
+    "CLIPPED_HEADS",
+    "INIT_STREAM",
+    "NOISE_STREAM",
+    "Program",
+    "TrainConfig",
+    "epochs_per_call",
+    "fit",
+    "init_members",
+    "init_optimizer",
+    "make_optimizer",
+    "member_keys",
+    "resolve_clip_norm",
+    "run_epochs",
     "train_members",
 ]
 
@@ -155,41 +168,93 @@ def fit(
         validation.positive_int("checkpoint_every", checkpoint_every)
     chunk = epochs_per_call(epochs, steps, checkpoint_every)
     program = Program(model, head, loss, optimizer, adversarial, batch, chunk, True, method)
-    identity = run_identity(features, targets, {
-        "head": head, "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
-        "model": model.module if isinstance(model, FlaxModel) else type(model).__qualname__, "seed": seed, "member_ids": trained_ids,
-        "batch_size": batch, "adversarial": adversarial, "method": method,
-        "optimizer": (float(config.learning_rate), float(config.weight_decay), clip) if optimizer_given is None else "custom",
-    }, params=params,
-        devices={"members": plan.mesh.shape[devices_module.MEMBERS], "data": plan.mesh.shape[devices_module.DATA],
-                 "platform": plan.mesh.devices.flat[0].platform})
+    identity = run_identity(
+        features,
+        targets,
+        {
+            "head": head,
+            "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", type(loss).__name__),
+            "model": model.module if isinstance(model, FlaxModel) else type(model).__qualname__,
+            "seed": seed,
+            "member_ids": trained_ids,
+            "batch_size": batch,
+            "adversarial": adversarial,
+            "method": method,
+            "optimizer": (float(config.learning_rate), float(config.weight_decay), clip)
+            if optimizer_given is None
+            else "custom",
+        },
+        params=params,
+        devices={
+            "members": plan.mesh.shape[devices_module.MEMBERS],
+            "data": plan.mesh.shape[devices_module.DATA],
+            "platform": plan.mesh.devices.flat[0].platform,
+        },
+    )
     if resume is not None:
         check_resume(resume, identity)
     if on_checkpoint is not None:
         user_on_checkpoint = on_checkpoint
         on_checkpoint = lambda c: user_on_checkpoint(dataclasses.replace(c, identity=identity))  # noqa: E731
-    scale = input_scale(features, adversarial.relative) if adversarial is not None else np.ones(features.shape[1:], np.float32)
-    monitor = None if early_stopping is None else _monitor(early_stopping, program, features, targets, size, method,
-                                                           resume, params, state, len(ids))
+    scale = (
+        input_scale(features, adversarial.relative)
+        if adversarial is not None
+        else np.ones(features.shape[1:], np.float32)
+    )
+    monitor = (
+        None
+        if early_stopping is None
+        else _monitor(early_stopping, program, features, targets, size, method, resume, params, state, len(ids))
+    )
     params, state, history, timings = train_members(
-        program, params, state, features, targets, epochs=epochs, seed=seed, member_ids=trained_ids,
-        scale=scale, mesh=plan.training_mesh, resume=resume, checkpoint_every=checkpoint_every,
-        on_checkpoint=on_checkpoint, progress=progress, description=description, monitor=monitor,
+        program,
+        params,
+        state,
+        features,
+        targets,
+        epochs=epochs,
+        seed=seed,
+        member_ids=trained_ids,
+        scale=scale,
+        mesh=plan.training_mesh,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
+        description=description,
+        monitor=monitor,
     )
     params, state, history = plan.trim(params), plan.trim(state), plan.trim(history, axis=1)
     params, state = plan.place_for_prediction((params, state))
     validation.warn_if_diverged(history, ids)  # e.g. inputs of 1e15: their squares train to NaN
     return Ensemble(
-        model=model, head=head, params=params, state=state, input_shape=features.shape[1:],
-        target_size=size, squeeze_target=not head.is_classifier and np.ndim(y) == 1,
-        history=history, member_ids=ids, seed=seed,
+        model=model,
+        head=head,
+        params=params,
+        state=state,
+        input_shape=features.shape[1:],
+        target_size=size,
+        squeeze_target=not head.is_classifier and np.ndim(y) == 1,
+        history=history,
+        member_ids=ids,
+        seed=seed,
         timings=Timings(compile_s=init_s + timings.compile_s, train_s=timings.train_s),
         method=method,  # methods seam
     )
 
 
-def _monitor(stopping: EarlyStopping, program: Program, features: np.ndarray, targets: np.ndarray, size: int,
-             method: Method, resume: Checkpoint | None, params: Any, state: Any, members: int) -> Monitor:
+def _monitor(
+    stopping: EarlyStopping,
+    program: Program,
+    features: np.ndarray,
+    targets: np.ndarray,
+    size: int,
+    method: Method,
+    resume: Checkpoint | None,
+    params: Any,
+    state: Any,
+    members: int,
+) -> Monitor:
     """The early-stopping monitor of a run, after checking its held-out rows like the training rows."""
     if not isinstance(stopping, EarlyStopping):
         raise ValueError(f"early_stopping must be a deepens.early_stopping.EarlyStopping or None, got {stopping!r}")
@@ -199,13 +264,17 @@ def _monitor(stopping: EarlyStopping, program: Program, features: np.ndarray, ta
         raise ValueError("early stopping cannot resume from a checkpoint (the kept best parameters are not in it)")
     x_val = validation.features(stopping.x, name="early_stopping.x")
     if x_val.shape[1:] != features.shape[1:]:
-        raise ValueError(f"early_stopping.x has rows of shape {x_val.shape[1:]}, the training rows {features.shape[1:]}")
+        raise ValueError(
+            f"early_stopping.x has rows of shape {x_val.shape[1:]}, the training rows {features.shape[1:]}"
+        )
     if program.head.is_classifier:
         y_val, _ = validation.class_labels(stopping.y, len(x_val), num_classes=size, name="early_stopping.y")
     else:
         y_val = validation.regression_targets(stopping.y, len(x_val), name="early_stopping.y")
         if y_val.shape[1:] != targets.shape[1:]:
-            raise ValueError(f"early_stopping.y has {y_val.shape[1:]} targets per row, the training targets {targets.shape[1:]}")
+            raise ValueError(
+                f"early_stopping.y has {y_val.shape[1:]} targets per row, the training targets {targets.shape[1:]}"
+            )
     return Monitor(stopping, program.model, program.head, program.loss_fn(), x_val, y_val, params, state, members)
 
 

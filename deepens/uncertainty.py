@@ -190,7 +190,9 @@ def _check_moments(member_means: Any, member_variances: Any) -> tuple[Array, Arr
         arrays.append(arr)
     means, variances = arrays
     if means.shape != variances.shape:
-        raise ValueError(f"{name}: member_means {means.shape} and member_variances {variances.shape} must have one shape")
+        raise ValueError(
+            f"{name}: member_means {means.shape} and member_variances {variances.shape} must have one shape"
+        )
     if means.ndim < 1 or means.shape[0] == 0:
         raise ValueError(f"{name}: the arrays need a leading member axis with at least one member, got {means.shape}")
     if means.size:
@@ -201,8 +203,10 @@ def _check_moments(member_means: Any, member_variances: Any) -> tuple[Array, Arr
             finite = np.all(np.isfinite(host_means)) and np.all(np.isfinite(host_variances))
             lowest = float(np.min(host_variances))
         if not finite:
-            raise ValueError(f"{name}: member_means or member_variances contains NaN or inf (for finite inputs, "
-                             "the members' outputs overflowed or training diverged)")
+            raise ValueError(
+                f"{name}: member_means or member_variances contains NaN or inf (for finite inputs, "
+                "the members' outputs overflowed or training diverged)"
+            )
         if lowest < 0:
             raise ValueError(f"{name}: member_variances must be >= 0, got minimum {lowest}")
     return means, variances

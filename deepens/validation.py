@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 SQUARE_LIMIT = float(np.sqrt(FLOAT32_MAX))
 """About 1.8e19: the largest magnitude whose square is finite in float32. Losses square their inputs' scale
@@ -37,8 +36,10 @@ def _real(x: Any, name: str) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.complexfloating) or (
         arr.dtype == object and any(isinstance(v, complex) for v in arr.reshape(-1)[:1000])
     ):
-        raise ValueError(f"{name} must be real, got complex values (dtype {arr.dtype}); pass the real and "
-                         "imaginary parts as separate features")
+        raise ValueError(
+            f"{name} must be real, got complex values (dtype {arr.dtype}); pass the real and "
+            "imaginary parts as separate features"
+        )
     if arr.dtype in (np.float16, np.float32) or (arr.dtype.kind in "biu" and arr.dtype.itemsize <= 4):
         return arr.astype(np.float32, copy=False)  # exact or rounded, never beyond float32: no float64 copy
     try:
@@ -65,11 +66,15 @@ def _check_magnitude(arr: np.ndarray, name: str, square_safe: bool, standardised
     else:
         where = flat > limit
         if standardised:
-            what = (f"values more than {SQUARE_LIMIT:.3g} training standard deviations from the training mean "
-                    "(their squares overflow float32, so the prediction would be NaN)")
+            what = (
+                f"values more than {SQUARE_LIMIT:.3g} training standard deviations from the training mean "
+                "(their squares overflow float32, so the prediction would be NaN)"
+            )
         else:
-            what = (f"values whose squares overflow float32 (|{name}| > {SQUARE_LIMIT:.3g}; training on them gives "
-                    f"NaN); standardise {name} first (subtract its mean, divide by its std; the estimators do)")
+            what = (
+                f"values whose squares overflow float32 (|{name}| > {SQUARE_LIMIT:.3g}; training on them gives "
+                f"NaN); standardise {name} first (subtract its mean, divide by its std; the estimators do)"
+            )
     rows = np.flatnonzero(where.any(axis=1))
     row = int(rows[0])
     column = int(np.flatnonzero(where[row])[0])
@@ -78,8 +83,10 @@ def _check_magnitude(arr: np.ndarray, name: str, square_safe: bool, standardised
     else:
         column_text = str(column)
     value = arr.reshape(arr.shape[0], -1)[row, column] if arr.ndim > 1 else arr[row]
-    raise ValueError(f"{name} has {what} in {_describe_rows(rows)}: the first is {float(value):.6g} in row {row}, "
-                     f"column {column_text}")
+    raise ValueError(
+        f"{name} has {what} in {_describe_rows(rows)}: the first is {float(value):.6g} in row {row}, "
+        f"column {column_text}"
+    )
 
 
 def standardised(z: Any, *, name: str = "X") -> np.ndarray:
@@ -90,9 +97,7 @@ def standardised(z: Any, *, name: str = "X") -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def features(
-    x: Any, *, name: str = "x", num_features: int | None = None, square_safe: bool = True
-) -> np.ndarray:
+def features(x: Any, *, name: str = "x", num_features: int | None = None, square_safe: bool = True) -> np.ndarray:
     """``x`` as a finite float32 array ``(N, D)`` (or ``(N, ...)`` for image-like inputs).
 
     Raises ValueError for non-numeric or complex, 0-d or 1-d, empty, NaN/inf input, values too large for
@@ -102,8 +107,7 @@ def features(
     arr = _real(x, name)
     if arr.ndim < 2:
         raise ValueError(
-            f"{name} must be 2-D (examples, features), got shape {arr.shape}; "
-            "for a single feature use x.reshape(-1, 1)"
+            f"{name} must be 2-D (examples, features), got shape {arr.shape}; for a single feature use x.reshape(-1, 1)"
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has no examples (shape {arr.shape})")
@@ -150,7 +154,8 @@ def warn_if_diverged(history: Any, member_ids: Any) -> bool:
         f"{' and more' if len(ids) > 10 else ''} is {last[bad[0]]} after the last epoch, so the ensemble's "
         "predictions will be NaN; standardise x and y (the estimators do), lower learning_rate or clip the "
         "gradient (clip_norm)",
-        RuntimeWarning, stacklevel=3,
+        RuntimeWarning,
+        stacklevel=3,
     )
     return True
 

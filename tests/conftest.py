@@ -23,11 +23,19 @@ os.environ.setdefault("DEEPENS_CACHE_DIR", tempfile.mkdtemp(prefix="deepens-test
 # on every run and machine) with a fixed number of examples, so the suite's time and outcome are fixed;
 # HYPOTHESIS_PROFILE=dev draws more, and new, examples when hunting for defects.
 settings.register_profile(
-    "ci", derandomize=True, database=None, max_examples=25, deadline=None, print_blob=True,
+    "ci",
+    derandomize=True,
+    database=None,
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
 )
 settings.register_profile(
-    "dev", max_examples=300, deadline=None, print_blob=True,
+    "dev",
+    max_examples=300,
+    deadline=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -70,7 +70,9 @@ def test_fgsm_training_gradient_treats_the_adversarial_input_as_constant(linear_
         return jnp.mean(0.5 * (loss(jnp.asarray(x)) + loss(fgsm_perturb(loss, jnp.asarray(x), 0.2))))
 
     x_adv = fgsm_perturb(_linear_gaussian_loss(w, 0.1, y), jnp.asarray(x), 0.2)
-    expected = jax.grad(lambda v: 0.5 * jnp.mean(_linear_gaussian_loss(v, 0.1, y)(x) + _linear_gaussian_loss(v, 0.1, y)(x_adv)))(w)
+    expected = jax.grad(
+        lambda v: 0.5 * jnp.mean(_linear_gaussian_loss(v, 0.1, y)(x) + _linear_gaussian_loss(v, 0.1, y)(x_adv))
+    )(w)
     np.testing.assert_allclose(jax.grad(objective)(w), expected, rtol=1e-5)
 
 
@@ -179,7 +181,9 @@ def test_one_training_step_of_the_compiled_program_is_the_hand_written_fgsm_step
     )
     np.testing.assert_allclose(trained["w"][0, :, 0], params["w"][:, 0] - lr * grad_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(trained["b"][0, 0], params["b"][0] - lr * grad_b, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(history[0, 0], _hand_fgsm(x, y, params["w"], params["b"], np.ones(len(x)), scale * eps)[1], rtol=1e-5)
+    np.testing.assert_allclose(
+        history[0, 0], _hand_fgsm(x, y, params["w"], params["b"], np.ones(len(x)), scale * eps)[1], rtol=1e-5
+    )
 
 
 def test_vat_objective_is_the_hand_written_step(linear_point):

@@ -29,8 +29,17 @@ def test_run_reports_every_field(monkeypatch):
     monkeypatch.setitem(bench.WORKLOADS, "w1", tiny)
     monkeypatch.setattr(bench, "PREDICT_ROWS", 64)
     record = bench.run("w1", members=2, sequential=False)
-    for key in ("workload", "members", "compile_s", "train_s", "member_examples_per_s", "peak_rss_mb",
-                "matmul_peak_fraction", "sequential_ratio", "predict_rows_per_s"):
+    for key in (
+        "workload",
+        "members",
+        "compile_s",
+        "train_s",
+        "member_examples_per_s",
+        "peak_rss_mb",
+        "matmul_peak_fraction",
+        "sequential_ratio",
+        "predict_rows_per_s",
+    ):
         assert key in record
     assert record["members"] == 2 and record["train_s"] > 0 and record["peak_rss_mb"] > 10
     assert 0 < record["matmul_peak_fraction"] < 1.5
@@ -47,8 +56,16 @@ def test_sequential_loops_train(style):
 
 
 def test_cli_bench_writes_json(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "run", lambda name, members, sequential, methods: {
-        "workload": name, "members": members, "sequential": sequential, "methods": methods})
+    monkeypatch.setattr(
+        bench,
+        "run",
+        lambda name, members, sequential, methods: {
+            "workload": name,
+            "members": members,
+            "sequential": sequential,
+            "methods": methods,
+        },
+    )
     out = tmp_path / "r.json"
     assert cli.main(["bench", "--workload", "w2", "--members", "3", "--no-sequential", "--json", str(out)]) == 0
     assert '"members": 3' in out.read_text() and '"sequential": false' in out.read_text()

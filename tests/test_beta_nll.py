@@ -14,8 +14,9 @@ def test_beta_zero_is_the_nll():
     rng = np.random.default_rng(0)
     mean, y = rng.normal(size=(2, 7))
     std = rng.uniform(0.2, 3.0, size=7)
-    np.testing.assert_allclose(losses.beta_gaussian_nll(mean, std, y, beta=0.0), losses.gaussian_nll(mean, std, y),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.beta_gaussian_nll(mean, std, y, beta=0.0), losses.gaussian_nll(mean, std, y), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
@@ -55,8 +56,17 @@ def test_fit_with_beta_nll_trains_and_saves_beta(tmp_path):
     rng = np.random.default_rng(2)
     x = rng.uniform(-2, 2, size=(64, 1)).astype(np.float32)
     y = (np.sin(2 * x) + 0.1 * rng.normal(size=x.shape)).astype(np.float32)
-    ensemble = deepens.fit(x, y, loss="beta_nll", head=Gaussian(beta=0.25), hidden=(16,), members=2, epochs=60,
-                           learning_rate=0.02, progress=False)
+    ensemble = deepens.fit(
+        x,
+        y,
+        loss="beta_nll",
+        head=Gaussian(beta=0.25),
+        hidden=(16,),
+        members=2,
+        epochs=60,
+        learning_rate=0.02,
+        progress=False,
+    )
     history = np.asarray(ensemble.history)
     assert np.all(np.isfinite(history))
     assert history[-1].mean() < history[0].mean()

@@ -27,9 +27,28 @@ def _train(data: Path, out: Path, env: dict[str, str], *extra: str) -> tuple[flo
     """Run ``deepens train`` in a fresh process; returns the compile seconds it reports and its stderr
     (where ``JAX_LOG_COMPILES=1`` makes JAX name every persistent-cache hit)."""
     done = subprocess.run(
-        [sys.executable, "-m", "deepens.cli", *extra, "train", str(data), "--target", "y", "-o", str(out),
-         "--members", "2", "--hidden", "4", "--epochs", "3"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "deepens.cli",
+            *extra,
+            "train",
+            str(data),
+            "--target",
+            "y",
+            "-o",
+            str(out),
+            "--members",
+            "2",
+            "--hidden",
+            "4",
+            "--epochs",
+            "3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return float(re.search(r"compiling ([0-9.]+) s", done.stdout).group(1)), done.stderr

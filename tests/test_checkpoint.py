@@ -21,8 +21,13 @@ LAYOUT = {"members": 1, "data": 1, "platform": "cpu"}
 
 
 def _params(hidden=8, members=2, inputs=3):
-    return {"Dense_0": {"kernel": np.zeros((members, inputs, hidden), np.float32), "bias": np.zeros((members, hidden), np.float32)},
-            "Dense_1": {"kernel": np.zeros((members, hidden, 2), np.float32), "bias": np.zeros((members, 2), np.float32)}}
+    return {
+        "Dense_0": {
+            "kernel": np.zeros((members, inputs, hidden), np.float32),
+            "bias": np.zeros((members, hidden), np.float32),
+        },
+        "Dense_1": {"kernel": np.zeros((members, hidden, 2), np.float32), "bias": np.zeros((members, 2), np.float32)},
+    }
 
 
 @pytest.fixture
@@ -69,9 +74,14 @@ def test_other_settings_are_named_with_both_values(run):
     x, y = run
     saved = _checkpoint(_identity(x, y))
     message = _refusal(saved, _identity(x, y, {**SETTINGS, "seed": 7, "optimizer": (0.1, 0.0, 1.0)}))
-    assert "settings differ: optimizer ((0.01, 0.0, 1.0) in the checkpoint, (0.1, 0.0, 1.0) now), seed (0 in the checkpoint, 7 now)" in message
+    assert (
+        "settings differ: optimizer ((0.01, 0.0, 1.0) in the checkpoint, (0.1, 0.0, 1.0) now), seed (0 in the checkpoint, 7 now)"
+        in message
+    )
     assert "the data x" not in message and "shapes differ" not in message
-    assert "adversarial (absent in the checkpoint, 'fgsm' now)" in _refusal(saved, _identity(x, y, {**SETTINGS, "adversarial": "fgsm"}))
+    assert "adversarial (absent in the checkpoint, 'fgsm' now)" in _refusal(
+        saved, _identity(x, y, {**SETTINGS, "adversarial": "fgsm"})
+    )
 
 
 def test_other_hidden_sizes_are_refused_by_parameter_shapes(run):
@@ -92,22 +102,30 @@ def test_a_device_layout_may_differ_only_in_the_number_of_devices(run):
     saved = _checkpoint(_identity(x, y, devices={"members": 2, "data": 1, "platform": "cpu"}))
     check_resume(saved, _identity(x, y, devices={"platform": "cpu", "data": 1, "members": 2}))
     message = _refusal(saved, _identity(x, y, devices={"members": 1, "data": 1, "platform": "cpu"}))
-    assert "the device layout differs (data=1, members=2, platform=cpu in the checkpoint, data=1, members=1, platform=cpu now)" in message
+    assert (
+        "the device layout differs (data=1, members=2, platform=cpu in the checkpoint, data=1, members=1, platform=cpu now)"
+        in message
+    )
     assert "the number of devices may differ only when the mesh is the same" in message
     assert "layout differs" in _refusal(saved, _identity(x, y, devices={"members": 2, "data": 1, "platform": "gpu"}))
 
 
 def test_every_differing_part_is_listed(run):
     x, y = run
-    message = _refusal(_checkpoint(_identity(x, y)),
-                       _identity(x + 1, y + 1, {**SETTINGS, "seed": 1}, params=_params(hidden=4), devices={"members": 2}))
+    message = _refusal(
+        _checkpoint(_identity(x, y)),
+        _identity(x + 1, y + 1, {**SETTINGS, "seed": 1}, params=_params(hidden=4), devices={"members": 2}),
+    )
     for part in ("data x", "data y", "settings differ: seed", "parameter shapes", "device layout"):
         assert part in message
 
 
 def test_a_checkpoint_without_a_comparable_identity_is_refused(run):
     x, y = run
-    for stored, why in ((None, "carries no run identity"), ("ab" * 32, "carries the single-digest run identity of an older deepens")):
+    for stored, why in (
+        (None, "carries no run identity"),
+        ("ab" * 32, "carries the single-digest run identity of an older deepens"),
+    ):
         with pytest.raises(ValueError, match=f"cannot be shown to belong to this run: it {why}"):
             check_resume(_checkpoint(stored), _identity(x, y))
 
@@ -123,8 +141,17 @@ def test_the_identity_round_trips_through_json_and_the_checkpoint_file(tmp_path,
         RunIdentity.from_json({"x": "00"})
 
     taken = []
-    ensemble = deepens.fit(x, y, hidden=(4,), members=1, epochs=2, checkpoint_every=1, on_checkpoint=taken.append,
-                           learning_rate=0.01, progress=False)
+    ensemble = deepens.fit(
+        x,
+        y,
+        hidden=(4,),
+        members=1,
+        epochs=2,
+        checkpoint_every=1,
+        on_checkpoint=taken.append,
+        learning_rate=0.01,
+        progress=False,
+    )
     saved = dataclasses.replace(taken[0], identity=dataclasses.replace(taken[0].identity, devices=(("members", 1),)))
     path = serialization.save_checkpoint(tmp_path / "ckpt", saved, {})
     assert io.checkpoint_run(path) == saved.identity.digest  # the manifest carries the run
@@ -154,9 +181,13 @@ def data():
 
 def _pair(hidden):
     """A custom ``(init, apply)`` model: its settings look alike whatever its hidden size."""
+
     def init(key, x):
         k1, k2 = jax.random.split(key)
-        return {"w1": jax.random.normal(k1, (x.shape[-1], hidden)) * 0.3, "w2": jax.random.normal(k2, (hidden, 2)) * 0.3}
+        return {
+            "w1": jax.random.normal(k1, (x.shape[-1], hidden)) * 0.3,
+            "w2": jax.random.normal(k2, (hidden, 2)) * 0.3,
+        }
 
     def apply(params, x):
         return jnp.tanh(x @ params["w1"]) @ params["w2"]
@@ -176,17 +207,22 @@ def test_a_resume_on_a_machine_with_more_devices_but_the_same_mesh_is_the_uninte
 def test_an_estimator_checkpoint_of_other_hidden_sizes_names_the_shapes(tmp_path, data):
     x, y = data
     settings = dict(members=2, epochs=4, batch_size=16, random_state=3)
-    deepens.DeepEnsembleRegressor(hidden_layer_sizes=(8,), **settings).fit(x, y, checkpoint_dir=tmp_path, checkpoint_every=2)
+    deepens.DeepEnsembleRegressor(hidden_layer_sizes=(8,), **settings).fit(
+        x, y, checkpoint_dir=tmp_path, checkpoint_every=2
+    )
     with pytest.raises(ValueError, match="belongs to another run: model parameter shapes differ"):
         deepens.DeepEnsembleRegressor(hidden_layer_sizes=(5,), **settings).fit(
-            x, y, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
+            x, y, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True
+        )
 
 
 def test_fit_resume_with_other_data_says_which(data):
     x, y = data
     taken = []
     deepens.fit(x, y, members=2, devices=1, on_checkpoint=taken.append, **COMMON)
-    with pytest.raises(ValueError, match=r"belongs to another run: the data x differ \(other values of the same shape 32x3\)"):
+    with pytest.raises(
+        ValueError, match=r"belongs to another run: the data x differ \(other values of the same shape 32x3\)"
+    ):
         deepens.fit(x + 1.0, y, members=2, devices=1, resume=taken[0], **COMMON)
     with pytest.raises(ValueError, match=r"belongs to another run: the data y differ"):
         deepens.fit(x, y + 1.0, members=2, devices=1, resume=taken[0], **COMMON)
@@ -213,4 +249,6 @@ def test_an_estimator_resume_on_another_mesh_is_refused(tmp_path, data):
     settings = dict(members=2, hidden_layer_sizes=(8,), epochs=4, batch_size=16, random_state=3)
     deepens.DeepEnsembleRegressor(devices=1, **settings).fit(x, y, checkpoint_dir=tmp_path, checkpoint_every=2)
     with pytest.raises(ValueError, match="belongs to another run.*the device layout differs"):
-        deepens.DeepEnsembleRegressor(devices=2, **settings).fit(x, y, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
+        deepens.DeepEnsembleRegressor(devices=2, **settings).fit(
+            x, y, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True
+        )

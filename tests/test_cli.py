@@ -23,12 +23,16 @@ TRAIN = ["--members", "2", "--hidden", "8", "--epochs", "8", "--batch-size", "32
 def _regression_frame(n=120, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3))
-    return pd.DataFrame({
-        "key": [f"id{i:03d}" for i in range(n)],
-        "a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
-        "city": rng.choice(["Oslo", "Lima"], n),
-        "price": 3.0 * x[:, 0] - x[:, 1] + 0.2 * rng.normal(size=n) + 100.0,
-    })
+    return pd.DataFrame(
+        {
+            "key": [f"id{i:03d}" for i in range(n)],
+            "a": x[:, 0],
+            "b": x[:, 1],
+            "c": x[:, 2],
+            "city": rng.choice(["Oslo", "Lima"], n),
+            "price": 3.0 * x[:, 0] - x[:, 1] + 0.2 * rng.normal(size=n) + 100.0,
+        }
+    )
 
 
 def _classification_frame(n=120, seed=1):
@@ -66,7 +70,9 @@ def classification_model(files, tmp_path_factory):
     model = tmp_path_factory.mktemp("models") / "flowers"
     said = io_module.StringIO()
     with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io_module.StringIO()):
-        code = cli.main([str(a) for a in ["train", files / "flowers.parquet", "--target", "species", "-o", model, *TRAIN]])
+        code = cli.main(
+            [str(a) for a in ["train", files / "flowers.parquet", "--target", "species", "-o", model, *TRAIN]]
+        )
     assert code == 0, said.getvalue()
     return model, said.getvalue()
 
@@ -76,8 +82,18 @@ def test_train_infers_regression_and_predict_writes_the_columns(capsys, files, r
     assert metadata["task"] == "regression" and metadata["features"] == ["a", "b", "c"]
     model = deepens.load(regression_model)
     assert isinstance(model, deepens.DeepEnsembleRegressor) and model.members == 2
-    code, out, err = _run(capsys, "predict", regression_model, files / "houses.csv", "-o", tmp_path / "p.csv",
-                          "--id", "key", "--level", "0.8")
+    code, out, err = _run(
+        capsys,
+        "predict",
+        regression_model,
+        files / "houses.csv",
+        "-o",
+        tmp_path / "p.csv",
+        "--id",
+        "key",
+        "--level",
+        "0.8",
+    )
     assert code == 0, err
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["key", "mean", "std", "lower_80", "upper_80", "aleatoric_std", "epistemic_std"]
@@ -123,8 +139,9 @@ def test_evaluate_prints_the_metrics_and_writes_the_figure(capsys, files, regres
 
 def test_evaluate_a_classifier_and_refuse_unseen_classes(capsys, files, classification_model, tmp_path):
     model_dir, _ = classification_model
-    code, out, err = _run(capsys, "evaluate", model_dir, files / "flowers.parquet", "--out", tmp_path / "ev",
-                          "--bins", "10")
+    code, out, err = _run(
+        capsys, "evaluate", model_dir, files / "flowers.parquet", "--out", tmp_path / "ev", "--bins", "10"
+    )
     assert code == 0, err
     for name in ("accuracy", "nll", "brier_per_class", "ece"):
         assert name in out
@@ -135,19 +152,29 @@ def test_evaluate_a_classifier_and_refuse_unseen_classes(capsys, files, classifi
     assert (tmp_path / "ev" / "calibration.png").stat().st_size > 10_000
     frame.loc[[3, 8], "species"] = "rose"
     frame.to_csv(tmp_path / "new.csv", index=False)
-    _assert_refused(capsys, tmp_path, ["evaluate", model_dir, tmp_path / "new.csv", "--out", tmp_path / "ev2"],
-                    "never saw in training: 'rose' in rows 4, 9", outputs=[tmp_path / "ev2"])
+    _assert_refused(
+        capsys,
+        tmp_path,
+        ["evaluate", model_dir, tmp_path / "new.csv", "--out", tmp_path / "ev2"],
+        "never saw in training: 'rose' in rows 4, 9",
+        outputs=[tmp_path / "ev2"],
+    )
     frame.drop(columns=["species"]).to_csv(tmp_path / "unlabelled.csv", index=False)
-    _assert_refused(capsys, tmp_path, ["evaluate", model_dir, tmp_path / "unlabelled.csv"], "no target column 'species'")
+    _assert_refused(
+        capsys, tmp_path, ["evaluate", model_dir, tmp_path / "unlabelled.csv"], "no target column 'species'"
+    )
 
 
-@pytest.mark.parametrize("values, task, reason", [
-    (["a", "b", "a", "b"], "classification", "text labels"),
-    ([True, False, True, False], "classification", "boolean"),
-    ([1, 2, 1, 2, 1, 2], "classification", "2 distinct whole numbers"),
-    ([0.5, 1.5, 2.25, 3.0], "regression", "real numbers"),
-    (list(range(50)), "regression", "too many"),
-])
+@pytest.mark.parametrize(
+    "values, task, reason",
+    [
+        (["a", "b", "a", "b"], "classification", "text labels"),
+        ([True, False, True, False], "classification", "boolean"),
+        ([1, 2, 1, 2, 1, 2], "classification", "2 distinct whole numbers"),
+        ([0.5, 1.5, 2.25, 3.0], "regression", "real numbers"),
+        (list(range(50)), "regression", "too many"),
+    ],
+)
 def test_task_inference(values, task, reason):
     inferred, said = tables.infer_task(pd.Series(values, name="t"))
     assert inferred == task and reason in said
@@ -174,35 +201,45 @@ def test_train_refuses_bad_input_with_one_line(capsys, files, tmp_path):
     refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city"], "non-numeric feature column 'key'")
     refuse(["train", houses, "--target", "price", "-o", out], "--drop key city")
     refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city", "zip"], "no --drop column 'zip'")
-    refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city", "key", "--activation", "swish"],
-           "unknown activation 'swish'")
-    refuse(["train", houses, "--target", "price", "-o", out, "--drop", "city", "key", "--epochs", "0"],
-           "epochs must be an integer >= 1")
+    refuse(
+        ["train", houses, "--target", "price", "-o", out, "--drop", "city", "key", "--activation", "swish"],
+        "unknown activation 'swish'",
+    )
+    refuse(
+        ["train", houses, "--target", "price", "-o", out, "--drop", "city", "key", "--epochs", "0"],
+        "epochs must be an integer >= 1",
+    )
 
     frame = _regression_frame()
     frame.loc[[4, 9], "b"] = np.nan
     frame.loc[6, "price"] = np.inf
     frame.drop(columns=["key", "city"]).to_csv(tmp_path / "holes.csv", index=False)
-    refuse(["train", tmp_path / "holes.csv", "--target", "price", "-o", out],
-           "missing or infinite values in rows 5, 7, 10 (columns 'b', 'price')")
+    refuse(
+        ["train", tmp_path / "holes.csv", "--target", "price", "-o", out],
+        "missing or infinite values in rows 5, 7, 10 (columns 'b', 'price')",
+    )
     frame = _regression_frame()
     frame["price"] = frame["price"].astype(object)
     frame.loc[3, "price"] = "unknown"
     frame.drop(columns=["key", "city"]).to_csv(tmp_path / "text.csv", index=False)
-    refuse(["train", tmp_path / "text.csv", "--target", "price", "--task", "regression", "-o", out],
-           "target 'price' is not numeric (row 4 holds 'unknown')")
+    refuse(
+        ["train", tmp_path / "text.csv", "--target", "price", "--task", "regression", "-o", out],
+        "target 'price' is not numeric (row 4 holds 'unknown')",
+    )
 
 
 def test_drop_missing_skips_the_rows(capsys, tmp_path):
     frame = _regression_frame().drop(columns=["key", "city"])
     frame.loc[[4, 9], "b"] = np.nan
     frame.to_csv(tmp_path / "holes.csv", index=False)
-    code, out, err = _run(capsys, "train", tmp_path / "holes.csv", "--target", "price", "-o", tmp_path / "m",
-                          "--drop-missing", *TRAIN)
+    code, out, err = _run(
+        capsys, "train", tmp_path / "holes.csv", "--target", "price", "-o", tmp_path / "m", "--drop-missing", *TRAIN
+    )
     assert code == 0, err
     assert "dropped 2 rows" in err and io.read_metadata(tmp_path / "m")["training_rows"] == 118
-    code, out, err = _run(capsys, "predict", tmp_path / "m", tmp_path / "holes.csv", "-o", tmp_path / "p.csv",
-                          "--drop-missing")
+    code, out, err = _run(
+        capsys, "predict", tmp_path / "m", tmp_path / "holes.csv", "-o", tmp_path / "p.csv", "--drop-missing"
+    )
     assert code == 0 and len(pd.read_csv(tmp_path / "p.csv")) == 118
 
 
@@ -226,8 +263,10 @@ def test_predict_refuses_bad_input_with_one_line(capsys, files, regression_model
     # A model of two features meeting data of three: the feature count differs.
     two = deepens.DeepEnsembleRegressor(members=1, hidden_layer_sizes=(4,), epochs=1, random_state=0)
     two.fit(frame[["a", "b"]].to_numpy(), frame["price"]).save(tmp_path / "two-features")
-    refuse(["predict", tmp_path / "two-features", files / "houses.csv", "-o", out, "--drop", "key", "city", "price"],
-           "has 3 feature columns but the model was trained on 2")
+    refuse(
+        ["predict", tmp_path / "two-features", files / "houses.csv", "-o", out, "--drop", "key", "city", "price"],
+        "has 3 feature columns but the model was trained on 2",
+    )
     # The existing output is untouched by a refused command.
     out.write_text("old")
     _assert_refused(capsys, tmp_path, ["predict", regression_model, tmp_path / "two.csv", "-o", out], "no feature")
@@ -239,8 +278,12 @@ def test_predict_refuses_classes_never_seen_in_training(capsys, classification_m
     frame = _classification_frame()
     frame.loc[5, "species"] = "rose"
     frame.to_csv(tmp_path / "new.csv", index=False)
-    _assert_refused(capsys, tmp_path, ["predict", model_dir, tmp_path / "new.csv", "-o", tmp_path / "p.csv"],
-                    "classes the model never saw in training: 'rose' in row 6")
+    _assert_refused(
+        capsys,
+        tmp_path,
+        ["predict", model_dir, tmp_path / "new.csv", "-o", tmp_path / "p.csv"],
+        "classes the model never saw in training: 'rose' in row 6",
+    )
 
 
 def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, capsys):
@@ -249,13 +292,30 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, capsys)
     rng = np.random.default_rng(5)
     x = rng.normal(size=(1200, 4))
     pd.DataFrame({**{f"x{i}": x[:, i] for i in range(4)}, "y": np.sin(x[:, 0]) + x[:, 1] * x[:, 2]}).to_csv(
-        tmp_path / "data.csv", index=False)
-    settings = ["--target", "y", "--members", "2", "--hidden", "16", "--epochs", "30", "--batch-size", "8",
-                "--checkpoint-every", "2", "--quiet"]
+        tmp_path / "data.csv", index=False
+    )
+    settings = [
+        "--target",
+        "y",
+        "--members",
+        "2",
+        "--hidden",
+        "16",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+    ]
     killed = tmp_path / "killed"
     checkpoints = cli.checkpoint_dir_for(killed)
-    process = subprocess.Popen([sys.executable, "-m", "deepens.cli", "train", str(tmp_path / "data.csv"), "-o",
-                                str(killed), *settings], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepens.cli", "train", str(tmp_path / "data.csv"), "-o", str(killed), *settings],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while io.latest_checkpoint(checkpoints) is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -281,13 +341,16 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, capsys)
 # --- hostile input (issue 14): task inference, paths that would lose data, the experiment commands -----
 
 
-@pytest.mark.parametrize("values, task, reason", [
-    ([3.5] * 30, "regression", "constant"),
-    ([2] * 30, "regression", "constant"),
-    ([0, 1, 2] * 10, "classification", "3 distinct whole numbers"),
-    (["x", "y", "1", "2"], "classification", "text labels"),  # half numbers: labels, not numbers with typos
-    ([True] * 6, "classification", "boolean"),
-])
+@pytest.mark.parametrize(
+    "values, task, reason",
+    [
+        ([3.5] * 30, "regression", "constant"),
+        ([2] * 30, "regression", "constant"),
+        ([0, 1, 2] * 10, "classification", "3 distinct whole numbers"),
+        (["x", "y", "1", "2"], "classification", "text labels"),  # half numbers: labels, not numbers with typos
+        ([True] * 6, "classification", "boolean"),
+    ],
+)
 def test_task_inference_of_edge_cases(values, task, reason):
     inferred, said = tables.infer_task(pd.Series(values, name="t"))
     assert inferred == task and reason in said, said
@@ -306,8 +369,13 @@ def test_train_refuses_stray_text_and_fits_a_constant_target_as_regression(capsy
     text["price"] = text["price"].astype(object)
     text.loc[7, "price"] = "unknown"
     text.to_csv(tmp_path / "text.csv", index=False)
-    _assert_refused(capsys, tmp_path, ["train", tmp_path / "text.csv", "--target", "price", "-o", tmp_path / "m"],
-                    "row 8 holds text ('unknown')", outputs=[tmp_path / "m"])
+    _assert_refused(
+        capsys,
+        tmp_path,
+        ["train", tmp_path / "text.csv", "--target", "price", "-o", tmp_path / "m"],
+        "row 8 holds text ('unknown')",
+        outputs=[tmp_path / "m"],
+    )
     frame["price"] = 5.0
     frame.to_csv(tmp_path / "constant.csv", index=False)
     code, out, err = _run(capsys, "train", tmp_path / "constant.csv", "--target", "price", "-o", tmp_path / "c", *TRAIN)
@@ -320,25 +388,52 @@ def test_values_too_large_for_float32_are_named_by_column_and_row(capsys, tmp_pa
     frame = _regression_frame().drop(columns=["key", "city"])
     frame.loc[9, "b"] = 1e39
     frame.to_csv(tmp_path / "huge.csv", index=False)
-    _assert_refused(capsys, tmp_path, ["train", tmp_path / "huge.csv", "--target", "price", "-o", tmp_path / "m"],
-                    "column 'b' holds values too large for float32", outputs=[tmp_path / "m"])
+    _assert_refused(
+        capsys,
+        tmp_path,
+        ["train", tmp_path / "huge.csv", "--target", "price", "-o", tmp_path / "m"],
+        "column 'b' holds values too large for float32",
+        outputs=[tmp_path / "m"],
+    )
     frame = _regression_frame().drop(columns=["key", "city"])
     frame.loc[4, "price"] = -1e300
     frame.to_csv(tmp_path / "target.csv", index=False)
-    _assert_refused(capsys, tmp_path, ["train", tmp_path / "target.csv", "--target", "price", "-o", tmp_path / "m"],
-                    "the target 'price' holds values too large for float32 (|value| > 3.4e+38) in row 5")
+    _assert_refused(
+        capsys,
+        tmp_path,
+        ["train", tmp_path / "target.csv", "--target", "price", "-o", tmp_path / "m"],
+        "the target 'price' holds values too large for float32 (|value| > 3.4e+38) in row 5",
+    )
 
 
 def test_train_refuses_a_checkpoint_dir_that_is_a_file_or_the_model_folder(capsys, files, tmp_path):
     out = tmp_path / "m"
-    houses = ["train", files / "houses.csv", "--target", "price", "--drop", "city", "key", "-o", out, *TRAIN,
-              "--checkpoint-every", "1"]
+    houses = [
+        "train",
+        files / "houses.csv",
+        "--target",
+        "price",
+        "--drop",
+        "city",
+        "key",
+        "-o",
+        out,
+        *TRAIN,
+        "--checkpoint-every",
+        "1",
+    ]
     (tmp_path / "note.txt").write_text("mine")
-    _assert_refused(capsys, tmp_path, [*houses, "--checkpoint-dir", tmp_path / "note.txt"],
-                    "is a file, not a folder", outputs=[out])
+    _assert_refused(
+        capsys, tmp_path, [*houses, "--checkpoint-dir", tmp_path / "note.txt"], "is a file, not a folder", outputs=[out]
+    )
     for checkpoints in (out, tmp_path / "m" / "inner", tmp_path):
-        _assert_refused(capsys, tmp_path, [*houses, "--checkpoint-dir", checkpoints],
-                        "must lie apart from the model folder", outputs=[out])
+        _assert_refused(
+            capsys,
+            tmp_path,
+            [*houses, "--checkpoint-dir", checkpoints],
+            "must lie apart from the model folder",
+            outputs=[out],
+        )
     assert (tmp_path / "note.txt").read_text() == "mine"
 
 
@@ -366,24 +461,37 @@ def uci_folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["reproduce", "uci", "--data-dir", "{tmp}/nowhere"], "data folder {tmp}/nowhere does not exist"),
-    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny,nope"], "unknown data set 'nope'"),
-    (["reproduce", "uci", "--data-dir", "{uci}"], "n_splits.txt must hold exactly one integer"),
-    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--members", "1"], "members=1 leaves the MSE"),
-    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--out", "{tmp}/file"], "is a file, not a folder"),
-    (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--seed", "-1"], "--seed must be an integer >= 0"),
-    (["reproduce", "uci", "--data-dir", "{uci}", "--schedule", "cosine"], "need --learning-rate"),
-    (["reproduce", "mnist", "--data-dir", "{uci}"], "has no mnist/ folder"),
-    (["reproduce", "all", "--data-dir", "{tmp}/nowhere"], "does not exist"),
-    (["demo", "--seed", "-1"], "--seed must be an integer >= 0"),
-    (["demo", "--out", "{tmp}/file/sub"], "{tmp}/file is a file, not a folder"),
-    (["bench", "--workload", "w1", "--members", "0"], "--members must be an integer >= 1, got 0"),
-    (["bench", "--workload", "w1", "--json", "{tmp}/nowhere/b.json"], "the folder {tmp}/nowhere does not exist"),
-    (["bench", "--workload", "w1", "--json", "{tmp}"], "is a folder"),
-])
-def test_experiment_commands_refuse_bad_input_with_one_line_before_any_work(capsys, tmp_path, uci_folder, argv,
-                                                                              message, monkeypatch):
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["reproduce", "uci", "--data-dir", "{tmp}/nowhere"], "data folder {tmp}/nowhere does not exist"),
+        (["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny,nope"], "unknown data set 'nope'"),
+        (["reproduce", "uci", "--data-dir", "{uci}"], "n_splits.txt must hold exactly one integer"),
+        (
+            ["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--members", "1"],
+            "members=1 leaves the MSE",
+        ),
+        (
+            ["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--out", "{tmp}/file"],
+            "is a file, not a folder",
+        ),
+        (
+            ["reproduce", "uci", "--data-dir", "{uci}", "--datasets", "tiny", "--seed", "-1"],
+            "--seed must be an integer >= 0",
+        ),
+        (["reproduce", "uci", "--data-dir", "{uci}", "--schedule", "cosine"], "need --learning-rate"),
+        (["reproduce", "mnist", "--data-dir", "{uci}"], "has no mnist/ folder"),
+        (["reproduce", "all", "--data-dir", "{tmp}/nowhere"], "does not exist"),
+        (["demo", "--seed", "-1"], "--seed must be an integer >= 0"),
+        (["demo", "--out", "{tmp}/file/sub"], "{tmp}/file is a file, not a folder"),
+        (["bench", "--workload", "w1", "--members", "0"], "--members must be an integer >= 1, got 0"),
+        (["bench", "--workload", "w1", "--json", "{tmp}/nowhere/b.json"], "the folder {tmp}/nowhere does not exist"),
+        (["bench", "--workload", "w1", "--json", "{tmp}"], "is a folder"),
+    ],
+)
+def test_experiment_commands_refuse_bad_input_with_one_line_before_any_work(
+    capsys, tmp_path, uci_folder, argv, message, monkeypatch
+):
     from deepens.experiments import bench, demo, uci
 
     def started(*args, **kwargs):
@@ -407,24 +515,36 @@ def test_a_bad_deepens_cpu_devices_is_one_line_and_does_not_break_import(capsys,
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEEPENS_CPU_DEVICES", "abc")
     code, out, err = _run(capsys, "demo", "--out", tmp_path / "d")
-    assert code == 2 and err.strip() == ("deepens: error: DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, "
-                                         "got 'abc' (unset it for one device per core)")
+    assert code == 2 and err.strip() == (
+        "deepens: error: DEEPENS_CPU_DEVICES must be a whole number of devices >= 1, "
+        "got 'abc' (unset it for one device per core)"
+    )
     assert not (tmp_path / "d").exists()
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "abc"}
-    done = subprocess.run([sys.executable, "-c", "import deepens, deepens.sklearn; print('imported')"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", "import deepens, deepens.sklearn; print('imported')"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr
 
 
 def test_evaluate_refuses_a_one_member_point_ensemble_with_one_line(capsys, files, tmp_path):
     frame = pd.read_csv(files / "houses.csv")
-    point = deepens.DeepEnsembleRegressor(members=1, head="point", hidden_layer_sizes=(4,), epochs=1, random_state=0,
-                                          calibration=None)
+    point = deepens.DeepEnsembleRegressor(
+        members=1, head="point", hidden_layer_sizes=(4,), epochs=1, random_state=0, calibration=None
+    )
     point.fit(frame[["a", "b", "c"]], frame["price"]).save(tmp_path / "point", metadata={"target": "price"})
     with pytest.raises(ValueError, match=r"zero variance in 120 of 120 rows \(point members, one member\)"):
         point.evaluate(frame[["a", "b", "c"]], frame["price"])
-    _assert_refused(capsys, tmp_path, ["evaluate", tmp_path / "point", files / "houses.csv", "--drop", "key", "city"],
-                    "zero variance")
+    _assert_refused(
+        capsys,
+        tmp_path,
+        ["evaluate", tmp_path / "point", files / "houses.csv", "--drop", "key", "city"],
+        "zero variance",
+    )
 
 
 def test_train_and_predict_on_values_near_the_float32_limit_give_finite_tables(capsys, tmp_path):
@@ -449,11 +569,14 @@ def test_train_calibration_options_and_evaluate_before_and_after(capsys, files, 
     refuse([*regression, "--calibration", "temperature"], "--calibration temperature is for classification")
     refuse([*regression, "--loss", "brier"], "--loss brier is for classification")
     refuse([*regression, "--head", "laplace", "--loss", "beta_nll"], "beta_nll")
-    refuse(["train", flowers, "--target", "species", "-o", out, "--calibration", "conformal"],
-           "--calibration conformal is for regression")
+    refuse(
+        ["train", flowers, "--target", "species", "-o", out, "--calibration", "conformal"],
+        "--calibration conformal is for regression",
+    )
     refuse(["train", flowers, "--target", "species", "-o", out, "--loss", "beta_nll"], "beta_nll is for regression")
-    code, _, err = _run(capsys, *regression, *TRAIN, "--calibration", "scale", "--calibration-fraction", "0.3",
-                        "--loss", "beta_nll")
+    code, _, err = _run(
+        capsys, *regression, *TRAIN, "--calibration", "scale", "--calibration-fraction", "0.3", "--loss", "beta_nll"
+    )
     assert code == 0, err
     model = deepens.load(out)
     assert model.calibration_.kind == "scale" and model.loss == "beta_nll" and model.calibration_fraction == 0.3

@@ -29,8 +29,17 @@ def images():
 def saved(images, tmp_path_factory):
     x, labels = images
     root = tmp_path_factory.mktemp("shift_cli")
-    ensemble = deepens.fit(x.reshape(160, -1), labels, head="categorical", hidden=(16,), members=2, epochs=30,
-                           batch_size=32, learning_rate=0.02, progress=False)
+    ensemble = deepens.fit(
+        x.reshape(160, -1),
+        labels,
+        head="categorical",
+        hidden=(16,),
+        members=2,
+        epochs=30,
+        batch_size=32,
+        learning_rate=0.02,
+        progress=False,
+    )
     deepens.save(ensemble, root / "model")
     np.savez(root / "test.npz", images=x[:40], labels=labels[:40])
     return root, ensemble
@@ -40,13 +49,18 @@ def test_evaluate_shift_rotate_writes_the_curve_of_shift_curve(saved, images, ca
     root, ensemble = saved
     x, labels = images
     out = root / "rotate"
-    assert cli.main(["evaluate", str(root / "model"), str(root / "test.npz"), "--shift", "rotate",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(["evaluate", str(root / "model"), str(root / "test.npz"), "--shift", "rotate", "--out", str(out)]) == 0
+    )
     assert "deepens evaluate --shift" in capsys.readouterr().out
     records = json.loads((out / "shift.json").read_text())
     assert [r["intensity"] for r in records] == list(range(0, 181, 15))
-    direct = shift_curve(lambda z: ensemble.predict(z.reshape(len(z), -1)), x[:40], labels[:40],
-                         shifts=[("rotate", 0.0), ("rotate", 90.0)])
+    direct = shift_curve(
+        lambda z: ensemble.predict(z.reshape(len(z), -1)),
+        x[:40],
+        labels[:40],
+        shifts=[("rotate", 0.0), ("rotate", 90.0)],
+    )
     assert records[0]["accuracy"] == pytest.approx(direct[0]["accuracy"])
     assert records[6]["nll"] == pytest.approx(direct[1]["nll"], rel=1e-5)
     assert records[0]["accuracy"] > 0.9  # the clean images are easy
@@ -56,8 +70,10 @@ def test_evaluate_shift_rotate_writes_the_curve_of_shift_curve(saved, images, ca
 def test_evaluate_shift_corrupt_covers_every_corruption(saved, capsys) -> None:
     root, _ = saved
     out = root / "corrupt"
-    assert cli.main(["evaluate", str(root / "model"), str(root / "test.npz"), "--shift", "corrupt",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(["evaluate", str(root / "model"), str(root / "test.npz"), "--shift", "corrupt", "--out", str(out)])
+        == 0
+    )
     records = json.loads((out / "shift.json").read_text())
     assert len(records) == 1 + 5 * len(shift_data.CORRUPTIONS)
     assert {r["kind"] for r in records} == {"rotate", *shift_data.CORRUPTIONS}

@@ -61,7 +61,9 @@ def test_make_optimizer_clips_before_adam_and_is_unchanged_without_clipping():
     c = 0.5
     rescaled = [jax.tree.map(lambda leaf, g=g: leaf * (c / optax.tree.norm(g)), g) for g in grads]
     for got, want in zip(updates(train.make_optimizer(0.1, 0.0, c), grads), updates(optax.adam(0.1), rescaled)):
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7), got, want)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7), got, want
+        )
 
 
 def test_auto_clip_norm_depends_on_the_head():

@@ -11,8 +11,18 @@ import deepens
 from deepens import cli
 from deepens.config import DEFAULTS, TrainConfig
 
-SHARED = ("members", "epochs", "batch_size", "learning_rate", "weight_decay", "clip_norm", "eps", "method",
-          "input_repetition", "batch_repetition")
+SHARED = (
+    "members",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "clip_norm",
+    "eps",
+    "method",
+    "input_repetition",
+    "batch_repetition",
+)
 
 
 @pytest.mark.parametrize("estimator", [deepens.DeepEnsembleRegressor, deepens.DeepEnsembleClassifier])
@@ -45,12 +55,26 @@ def test_fit_takes_a_config_and_keyword_overrides() -> None:
         deepens.fit(x, y, config, hidden=(8,), progress=False, lerning_rate=0.1)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("members", 0), ("epochs", True), ("batch_size", 0), ("learning_rate", float("nan")), ("learning_rate", -1.0),
-    ("learning_rate", True), ("weight_decay", float("inf")), ("clip_norm", "sometimes"), ("clip_norm", 0.0),
-    ("adversarial", "pgd"), ("eps", -0.1), ("seed", -1), ("method", "dropout"), ("input_repetition", 1.5),
-    ("batch_repetition", 0),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("members", 0),
+        ("epochs", True),
+        ("batch_size", 0),
+        ("learning_rate", float("nan")),
+        ("learning_rate", -1.0),
+        ("learning_rate", True),
+        ("weight_decay", float("inf")),
+        ("clip_norm", "sometimes"),
+        ("clip_norm", 0.0),
+        ("adversarial", "pgd"),
+        ("eps", -0.1),
+        ("seed", -1),
+        ("method", "dropout"),
+        ("input_repetition", 1.5),
+        ("batch_repetition", 0),
+    ],
+)
 def test_each_bad_setting_is_a_value_error_naming_it(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field if field != "method" else "method"):
         TrainConfig(**{field: value})

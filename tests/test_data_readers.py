@@ -10,7 +10,8 @@ from deepens.data import idx, mnist, paths, uci
 
 SHARED = paths.default_data_dir()
 needs_shared_data = pytest.mark.skipif(
-    SHARED is None, reason="the shared benchmark data (../shared/data beside the repository, or $DEEPENS_DATA) is absent"
+    SHARED is None,
+    reason="the shared benchmark data (../shared/data beside the repository, or $DEEPENS_DATA) is absent",
 )
 
 

@@ -41,9 +41,16 @@ def _assert_same(a, b, **tol):
 
 def _fresh_python(script: str, **env: str) -> str:
     """Run ``script`` in a new Python with no device count configured (plus ``env``); its stdout."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "DEEPENS_CPU_DEVICES")}
-    result = subprocess.run([sys.executable, "-c", script], env={**clean, "PYTHONPATH": str(REPO), **env},
-                            capture_output=True, text=True, timeout=300)
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "DEEPENS_CPU_DEVICES")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip()
 
@@ -129,8 +136,14 @@ def test_member_plan_pads_with_fresh_streams_trims_and_places(two_devices):
 
 
 def test_initialize_distributed_needs_all_three_settings(monkeypatch):
-    for name in ("DEEPENS_COORDINATOR", "DEEPENS_NUM_PROCESSES", "DEEPENS_PROCESS_ID",
-                 "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    for name in (
+        "DEEPENS_COORDINATOR",
+        "DEEPENS_NUM_PROCESSES",
+        "DEEPENS_PROCESS_ID",
+        "JAX_COORDINATOR_ADDRESS",
+        "JAX_NUM_PROCESSES",
+        "JAX_PROCESS_ID",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert devices.initialize_distributed() is False
     with pytest.raises(ValueError, match="process id"):
@@ -153,8 +166,13 @@ def test_two_processes_train_one_ensemble_like_one_process(data, tmp_path):
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "1", "PYTHONPATH": str(REPO)}
     outs = [tmp_path / f"process{i}.npz" for i in range(2)]
     procs = [
-        subprocess.Popen([sys.executable, str(HERE / "distributed_worker.py"), coordinator, "2", str(i), str(outs[i])],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, str(HERE / "distributed_worker.py"), coordinator, "2", str(i), str(outs[i])],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(2)
     ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
@@ -192,7 +210,9 @@ print("ok")
 """
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "4", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
+        result.stdout[-2000:] + result.stderr[-3000:]
+    )
 
 
 def test_two_processes_train_from_the_command_line(tmp_path):
@@ -205,14 +225,42 @@ def test_two_processes_train_from_the_command_line(tmp_path):
     frame["y"] = frame["a"] - 2 * frame["b"] + 0.1 * rng.normal(size=64)
     data = tmp_path / "data.csv"
     frame.to_csv(data, index=False)
-    common = [sys.executable, "-m", "deepens.cli", "train", str(data), "--target", "y", "--members", "2",
-              "--epochs", "3", "--batch-size", "16", "--quiet"]
+    common = [
+        sys.executable,
+        "-m",
+        "deepens.cli",
+        "train",
+        str(data),
+        "--target",
+        "y",
+        "--members",
+        "2",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--quiet",
+    ]
     env = {**os.environ, "DEEPENS_CPU_DEVICES": "1", "PYTHONPATH": str(REPO)}
     coordinator = f"127.0.0.1:{_free_port()}"
     procs = [
-        subprocess.Popen([*common, "-o", str(tmp_path / "model"), "--coordinator", coordinator,
-                          "--num-processes", "2", "--process-id", str(i)],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [
+                *common,
+                "-o",
+                str(tmp_path / "model"),
+                "--coordinator",
+                coordinator,
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(2)
     ]
     for p in procs:

@@ -110,8 +110,9 @@ def test_point_mass():
     np.testing.assert_array_equal(point.quantile(0.3), [1.0, 2.0])
 
 
-@pytest.mark.parametrize("name, width", [("gaussian", 2), ("laplace", 2), ("student_t", 3), ("point", 1),
-                                         ("categorical", 4)])
+@pytest.mark.parametrize(
+    "name, width", [("gaussian", 2), ("laplace", 2), ("student_t", 3), ("point", 1), ("categorical", 4)]
+)
 def test_head_distribution_is_the_heads_view(rng, name, width):
     """Head.distribution does split and softplus once; the head's methods are that distribution's."""
     head = get_head(name)

@@ -23,15 +23,18 @@ def test_each_member_keeps_its_best_checked_parameters():
     x, y = _data(rng, 200)
     x_val, y_val = _data(rng, 60)
     seen = {}
-    stopping = EarlyStopping(x_val, y_val, patience=1000, on_result=lambda best, scores: seen.update(best=best, scores=scores))
+    stopping = EarlyStopping(
+        x_val, y_val, patience=1000, on_result=lambda best, scores: seen.update(best=best, scores=scores)
+    )
     ensemble = deepens.fit(x, y, early_stopping=stopping, **FAST)
     epochs, scores = seen["scores"]
     chunk = program_module.epochs_per_call(50, 1)  # full batch: one step per epoch
     np.testing.assert_array_equal(epochs, np.arange(chunk, 51, chunk))
     assert scores.shape == (len(epochs), 3) and ensemble.history.shape == (50, 3)  # patience never ran out
     np.testing.assert_array_equal(seen["best"], epochs[np.argmin(scores, axis=0)])
-    kept = np.asarray(member_scores(ensemble.model, ensemble.head.nll, ensemble.params, ensemble.state,
-                                    x_val, y_val[:, None]))
+    kept = np.asarray(
+        member_scores(ensemble.model, ensemble.head.nll, ensemble.params, ensemble.state, x_val, y_val[:, None])
+    )
     np.testing.assert_allclose(kept, scores.min(axis=0), rtol=1e-5)
     # Without early stopping the same run ends at epoch 50: the same networks as the last check.
     plain = deepens.fit(x, y, **FAST)

@@ -99,7 +99,9 @@ def test_nll_cdf_std_and_uncertainty_describe_one_calibrated_distribution(kind):
     np.testing.assert_allclose(std, factor * scale * np.asarray(prediction.std), rtol=1e-5)
     u = model.predict_uncertainty(x[test])
     np.testing.assert_allclose(u.total, std**2, rtol=1e-4)
-    np.testing.assert_allclose(u.epistemic, factor**2 * scale**2 * np.asarray(prediction.uncertainty.epistemic), rtol=1e-4)
+    np.testing.assert_allclose(
+        u.epistemic, factor**2 * scale**2 * np.asarray(prediction.uncertainty.epistemic), rtol=1e-4
+    )
     # The stretched mixture's CDF: the mixture's at the point mapped back, so its median stays the mean
     # and a point 2 stds out sits where 2 / factor raw stds out sits in the mixture.
     np.testing.assert_allclose(model.predict_cdf(x[test], mean), np.asarray(prediction.cdf(prediction.mean)), atol=1e-5)
@@ -107,7 +109,7 @@ def test_nll_cdf_std_and_uncertainty_describe_one_calibrated_distribution(kind):
     raw_far = np.asarray(prediction.mean) + 2 * np.asarray(prediction.std)
     np.testing.assert_allclose(model.predict_cdf(x[test], far), np.asarray(prediction.cdf(raw_far)), atol=1e-4)
     # nll: the density of the stretched mixture, log s (times the unit change) above the mixture's there.
-    expected = (np.asarray(prediction.nll(raw_far), np.float64) + math.log(factor) + math.log(scale))
+    expected = np.asarray(prediction.nll(raw_far), np.float64) + math.log(factor) + math.log(scale)
     np.testing.assert_allclose(model.nll(x[test], far), expected, rtol=1e-5, atol=1e-5)
     scores = model.evaluate(x[test], y[test])
     assert scores["nll_mixture"] == pytest.approx(np.mean(model.nll(x[test], y[test])), rel=1e-4)

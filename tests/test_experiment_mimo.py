@@ -10,9 +10,21 @@ from deepens.data import paths
 from deepens.experiments import mimo
 
 SHARED = paths.default_data_dir()
-needs_data = pytest.mark.skipif(SHARED is None, reason="the shared benchmark data (../shared/data or $DEEPENS_DATA) is absent")
-TINY = mimo.Settings(data_dir=None if SHARED is None else str(SHARED), members=2, mimo_members=(2,), mnist_epochs=1, mnist_hidden=(16,), train_limit=300,
-                     test_limit=100, datasets=("yacht",), splits=2, uci_epochs=2)
+needs_data = pytest.mark.skipif(
+    SHARED is None, reason="the shared benchmark data (../shared/data or $DEEPENS_DATA) is absent"
+)
+TINY = mimo.Settings(
+    data_dir=None if SHARED is None else str(SHARED),
+    members=2,
+    mimo_members=(2,),
+    mnist_epochs=1,
+    mnist_hidden=(16,),
+    train_limit=300,
+    test_limit=100,
+    datasets=("yacht",),
+    splits=2,
+    uci_epochs=2,
+)
 
 
 def test_error_correlation_by_hand():
@@ -38,7 +50,13 @@ def test_settings_refuse_bad_sizes():
     with pytest.raises(ValueError, match="unknown benchmarks"):
         mimo.Settings(benchmarks=("cifar",))
     assert [name for name, _, _ in mimo.Settings().methods()] == [
-        "single", "ensemble", "mimo2", "mimo3", "mimo4", "batchensemble4"]
+        "single",
+        "ensemble",
+        "mimo2",
+        "mimo3",
+        "mimo4",
+        "batchensemble4",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +91,11 @@ def test_every_method_is_scored(tiny_run):
         assert (e["knowledge_mnist"] == pytest.approx(0.0, abs=1e-5)) == (name == "single")
     # MIMO with 2 subnetworks: its trunk's first layer reads 2 x 784 inputs, so more parameters than one
     # network, far fewer than the ensemble of 2.
-    assert mnist_results["single"]["parameters"] < mnist_results["mimo2"]["parameters"] < mnist_results["ensemble"]["parameters"]
+    assert (
+        mnist_results["single"]["parameters"]
+        < mnist_results["mimo2"]["parameters"]
+        < mnist_results["ensemble"]["parameters"]
+    )
     for name, e in uci_results.items():
         assert e["splits"] == 2 and e["nll_se"] is not None and e["rmse_mean"] > 0
         assert (e["error_correlation"] is None) == (name == "single")
@@ -82,8 +104,26 @@ def test_every_method_is_scored(tiny_run):
 def test_cli_reproduce_mimo_parses_its_arguments(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(mimo, "run", lambda out, settings: seen.update(out=out, settings=settings))
-    argv = ["reproduce", "mimo", "--out", str(tmp_path), "--train-limit", "50", "--test-limit", "20", "--members", "3",
-            "--epochs", "2", "--datasets", "yacht,energy", "--splits", "1", "--benchmarks", "uci"]
+    argv = [
+        "reproduce",
+        "mimo",
+        "--out",
+        str(tmp_path),
+        "--train-limit",
+        "50",
+        "--test-limit",
+        "20",
+        "--members",
+        "3",
+        "--epochs",
+        "2",
+        "--datasets",
+        "yacht,energy",
+        "--splits",
+        "1",
+        "--benchmarks",
+        "uci",
+    ]
     assert cli.main(argv) == 0
     s = seen["settings"]
     assert seen["out"] == str(tmp_path) and (s.train_limit, s.test_limit, s.members, s.splits) == (50, 20, 3, 1)

@@ -58,8 +58,22 @@ def fake_mnist(tmp_path_factory):
 
 def test_reproduce_shift_tiny(fake_mnist, tmp_path, capsys) -> None:
     out = tmp_path / "shift"
-    code = cli.main(["reproduce", "shift", "--out", str(out), "--data-dir", str(fake_mnist),
-                     "--members", "2", "--epochs", "1", "--train-limit", "240"])
+    code = cli.main(
+        [
+            "reproduce",
+            "shift",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(fake_mnist),
+            "--members",
+            "2",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "240",
+        ]
+    )
     assert code == 0
     assert "shift.md" in capsys.readouterr().out
     records = json.loads((out / "shift.json").read_text())
@@ -78,13 +92,36 @@ def test_reproduce_shift_tiny(fake_mnist, tmp_path, capsys) -> None:
     for k, i in shift.default_shifts():
         assert by[("single", k, i)]["accuracy"] == by[("temperature", k, i)]["accuracy"]
     assert len(run["rotated_accuracy_vs_confidence"]["ensemble"]) == 20
-    for name in ("shift_confidence_vs_accuracy.png", "shift_rotation.png", "shift_translation.png", "shift_corruptions.png", "shift.md"):
+    for name in (
+        "shift_confidence_vs_accuracy.png",
+        "shift_rotation.png",
+        "shift_translation.png",
+        "shift_corruptions.png",
+        "shift.md",
+    ):
         assert (out / name).stat().st_size > 0
     assert "| 180 |" in (out / "shift.md").read_text()
     # The same seed gives the same numbers: a second run writes an identical shift.json.
     again = tmp_path / "again"
-    assert cli.main(["reproduce", "shift", "--out", str(again), "--data-dir", str(fake_mnist),
-                     "--members", "2", "--epochs", "1", "--train-limit", "240"]) == 0
+    assert (
+        cli.main(
+            [
+                "reproduce",
+                "shift",
+                "--out",
+                str(again),
+                "--data-dir",
+                str(fake_mnist),
+                "--members",
+                "2",
+                "--epochs",
+                "1",
+                "--train-limit",
+                "240",
+            ]
+        )
+        == 0
+    )
     assert (again / "shift.json").read_text() == (out / "shift.json").read_text()
 
 

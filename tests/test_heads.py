@@ -103,7 +103,9 @@ def test_quantiles_far_in_both_tails_match_scipy(head, dist):
         np.testing.assert_allclose(head.survival(outputs, head.upper_quantile(outputs, p))[0, 0], p, rtol=1e-4)
         if k <= 7:
             upper = np.float32(1.0 - 10.0**-k)
-            np.testing.assert_allclose(head.quantile(outputs, upper)[0, 0], dist.ppf(float(upper), loc, scale), rtol=2e-6)
+            np.testing.assert_allclose(
+                head.quantile(outputs, upper)[0, 0], dist.ppf(float(upper), loc, scale), rtol=2e-6
+            )
 
 
 @pytest.mark.parametrize("head", [Gaussian(), Laplace()])

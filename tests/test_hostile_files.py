@@ -49,7 +49,7 @@ def _peak_bytes(call):
     tracemalloc.start()
     try:
         call()
-    except Exception as err:  # noqa: BLE001 - the caller checks the error
+    except Exception as err:
         error = err
     else:
         error = None
@@ -87,7 +87,7 @@ def _returns_within(call, seconds=20.0):
     def run():
         try:
             call()
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             outcome["error"] = err
 
     thread = threading.Thread(target=run, daemon=True)
@@ -144,8 +144,9 @@ def test_a_model_path_that_is_a_link_to_a_model_folder_loads(tmp_path, model, sa
     link = tmp_path / "link"
     link.symlink_to(model, target_is_directory=True)
     x = saved_ensemble[1]
-    np.testing.assert_array_equal(np.asarray(deepens.load(link).predict(x).mean),
-                                  np.asarray(deepens.load(model).predict(x).mean))
+    np.testing.assert_array_equal(
+        np.asarray(deepens.load(link).predict(x).mean), np.asarray(deepens.load(model).predict(x).mean)
+    )
 
 
 def test_a_manifest_with_a_malformed_file_entry_is_a_format_error(tmp_path):
@@ -219,7 +220,7 @@ def test_concurrent_saves_to_one_path_end_with_one_intact_model(tmp_path):
         for i in range(40):
             try:
                 _bundle(path, float(worker * 100 + i), size=2048)
-            except BaseException as err:  # noqa: BLE001 - any error at all is the failure
+            except BaseException as err:
                 errors.append(err)
 
     threads = [threading.Thread(target=save_many, args=(w,)) for w in range(3)]
@@ -241,7 +242,7 @@ def test_concurrent_table_writes_end_with_one_whole_table(tmp_path):
         for i in range(30):
             try:
                 tables.write_table(pd.DataFrame({"w": [worker] * 500, "i": [i] * 500}), path)
-            except BaseException as err:  # noqa: BLE001
+            except BaseException as err:
                 errors.append(err)
 
     threads = [threading.Thread(target=write_many, args=(w,)) for w in range(3)]

@@ -53,13 +53,16 @@ def test_prediction_inputs_too_far_from_the_training_data_are_refused():
 
 
 @pytest.mark.parametrize("estimator", [DeepEnsembleRegressor, DeepEnsembleClassifier])
-@pytest.mark.parametrize("settings, message", [
-    (dict(hidden_layer_sizes=(0,)), r"hidden_layer_sizes must be positive integers"),
-    (dict(learning_rate=True), r"learning_rate must be a real number, got True"),
-    (dict(learning_rate=float("nan")), r"learning_rate must be a finite number > 0"),
-    (dict(learning_rate=-1.0), r"learning_rate must be a finite number > 0"),
-    (dict(weight_decay=float("nan")), r"weight_decay must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(hidden_layer_sizes=(0,)), r"hidden_layer_sizes must be positive integers"),
+        (dict(learning_rate=True), r"learning_rate must be a real number, got True"),
+        (dict(learning_rate=float("nan")), r"learning_rate must be a finite number > 0"),
+        (dict(learning_rate=-1.0), r"learning_rate must be a finite number > 0"),
+        (dict(weight_decay=float("nan")), r"weight_decay must be a finite number >= 0"),
+    ],
+)
 def test_bad_estimator_settings_name_the_parameter(estimator, settings, message):
     labels = (X[:, 0] > 0).astype(int)
     with pytest.raises(ValueError, match=message):

@@ -54,7 +54,11 @@ def test_an_ensemble_loads_back_predicting_bitwise_the_same(tmp_path, data, memb
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(loaded.history, ensemble.history)
     assert (loaded.member_ids, loaded.seed, loaded.head, loaded.model) == (
-        ensemble.member_ids, ensemble.seed, ensemble.head, ensemble.model)
+        ensemble.member_ids,
+        ensemble.seed,
+        ensemble.head,
+        ensemble.model,
+    )
     before, after = ensemble.predict(x), loaded.predict(x)
     np.testing.assert_array_equal(np.asarray(after.mean), np.asarray(before.mean))
     np.testing.assert_array_equal(np.asarray(after.std), np.asarray(before.std))
@@ -238,8 +242,11 @@ def test_a_checkpoint_dir_that_is_a_file_is_a_clear_error(tmp_path, data):
     deepens.fit(*data, hidden=(4,), members=1, epochs=1, checkpoint_every=1, on_checkpoint=taken.append, progress=False)
     file = tmp_path / "ckpt"
     file.write_text("not a folder")
-    for call in (lambda: io.check_checkpoint_dir(file), lambda: io.latest_checkpoint(file),
-                 lambda: serialization.save_checkpoint(file, taken[0], {})):
+    for call in (
+        lambda: io.check_checkpoint_dir(file),
+        lambda: io.latest_checkpoint(file),
+        lambda: serialization.save_checkpoint(file, taken[0], {}),
+    ):
         with pytest.raises(ValueError, match="is a file, not a folder"):
             call()
     with pytest.raises(ValueError, match="is a file, not a folder"):
@@ -280,8 +287,17 @@ def test_a_crash_while_saving_leaves_no_half_written_model(tmp_path, monkeypatch
 
 def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data):
     x, y = data
-    settings = dict(hidden=(8,), members=3, epochs=6, batch_size=16, learning_rate=0.01, seed=4,
-                    adversarial="fgsm", checkpoint_every=2, progress=False)
+    settings = dict(
+        hidden=(8,),
+        members=3,
+        epochs=6,
+        batch_size=16,
+        learning_rate=0.01,
+        seed=4,
+        adversarial="fgsm",
+        checkpoint_every=2,
+        progress=False,
+    )
     taken = []
     uninterrupted = deepens.fit(x, y, on_checkpoint=taken.append, **settings)
     serialization.save_checkpoint(tmp_path / "ckpt", taken[0], {"run": "a"})
@@ -297,8 +313,12 @@ def test_a_checkpoint_on_disk_resumes_to_the_uninterrupted_result(tmp_path, data
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(uninterrupted.history, resumed.history)
     # A checkpoint read with another model is refused as another run's, naming the shapes, not misread.
-    with pytest.raises(ValueError, match=r"belongs to another run: model parameter shapes differ.*\['Dense_0'\]\['bias'\]"):
-        serialization.load_checkpoint(latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0, 1.0), (3,))
+    with pytest.raises(
+        ValueError, match=r"belongs to another run: model parameter shapes differ.*\['Dense_0'\]\['bias'\]"
+    ):
+        serialization.load_checkpoint(
+            latest, deepens.as_model(MLP((9,), 2)), deepens.train.make_optimizer(0.01, 0.0, 1.0), (3,)
+        )
 
 
 def test_estimator_checkpoints_resume_and_refuse_another_run(tmp_path, data):
@@ -313,7 +333,10 @@ def test_estimator_checkpoints_resume_and_refuse_another_run(tmp_path, data):
     again = deepens.DeepEnsembleRegressor(**settings).fit(x, y, checkpoint_dir=folder, checkpoint_every=3, resume=True)
     np.testing.assert_array_equal(again.predict(x), reference.predict(x))
     with pytest.raises(ValueError, match="belongs to another run.*data_sha256"):
-        deepens.DeepEnsembleRegressor(**settings).fit(x + 1.0, y, checkpoint_dir=folder, checkpoint_every=3, resume=True)
+        deepens.DeepEnsembleRegressor(**settings).fit(
+            x + 1.0, y, checkpoint_dir=folder, checkpoint_every=3, resume=True
+        )
     with pytest.raises(ValueError, match="belongs to another run.*params"):
         deepens.DeepEnsembleRegressor(**dict(settings, learning_rate=0.1)).fit(
-            x, y, checkpoint_dir=folder, checkpoint_every=3, resume=True)
+            x, y, checkpoint_dir=folder, checkpoint_every=3, resume=True
+        )

@@ -197,8 +197,9 @@ def test_import_and_the_command_line_parser_do_not_import_jax():
         "assert deepens.Gaussian.__module__ == 'deepens.heads' and deepens.io.FormatError  # a submodule\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            cwd=PACKAGE.parent)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=PACKAGE.parent
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 

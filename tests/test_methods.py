@@ -9,7 +9,6 @@ import scipy.stats
 
 import deepens
 from deepens import program as program_module
-
 from deepens.data.toy import spirals
 from deepens.heads import Categorical, Gaussian
 from deepens.methods import MIMO, BatchEnsemble, DeepEnsemble, get_method
@@ -76,7 +75,9 @@ def test_mimo_subnetworks_see_every_row_once_in_their_own_order():
                 np.testing.assert_array_equal(np.sort(flat[:n, j]), np.arange(n))
             assert len({tuple(flat[:n, j]) for j in range(k)}) == k  # orders differ between subnetworks
     # slot 0 is the deep-ensemble member's order: with k = 1 the two coincide
-    np.testing.assert_array_equal(MIMO(members=1).draw_order(1, [0], [0], n, 6, 4)[..., 0], permutation_order(1, [0], [0], n, 6, 4))
+    np.testing.assert_array_equal(
+        MIMO(members=1).draw_order(1, [0], [0], n, 6, 4)[..., 0], permutation_order(1, [0], [0], n, 6, 4)
+    )
     assert not np.array_equal(order[0, 0], order[0, 1]) and not np.array_equal(order[0, 0], order[1, 0])
 
 
@@ -141,10 +142,22 @@ def test_batchensemble_with_unit_fast_weights_is_the_shared_network():
     net, params, state = _net_and_params(BatchEnsemble(members=k), d=d)
     for layer in params.values():
         assert set(np.unique(layer["r"])) <= {-1.0, 1.0} and set(np.unique(layer["s"])) <= {-1.0, 1.0}
-    ones = {name: {**layer, "r": np.ones_like(layer["r"]), "s": np.ones_like(layer["s"]),
-                   "bias": np.repeat(layer["bias"][:1], k, axis=0)} for name, layer in params.items()}
-    shared = {f"Dense_{i}": {"kernel": ones[f"BatchEnsembleDense_{i}"]["kernel"], "bias": ones[f"BatchEnsembleDense_{i}"]["bias"][0]}
-              for i in range(3)}
+    ones = {
+        name: {
+            **layer,
+            "r": np.ones_like(layer["r"]),
+            "s": np.ones_like(layer["s"]),
+            "bias": np.repeat(layer["bias"][:1], k, axis=0),
+        }
+        for name, layer in params.items()
+    }
+    shared = {
+        f"Dense_{i}": {
+            "kernel": ones[f"BatchEnsembleDense_{i}"]["kernel"],
+            "bias": ones[f"BatchEnsembleDense_{i}"]["bias"][0],
+        }
+        for i in range(3)
+    }
     x = np.random.default_rng(2).normal(size=(8, d)).astype(np.float32)
     out, _ = net.apply(ones, state, jnp.repeat(jnp.asarray(x)[:, None], k, axis=1), False)
     reference, _ = FlaxModel(MLP((6, 5), 2)).apply(shared, {}, jnp.asarray(x), False)
@@ -185,7 +198,9 @@ def test_member_outputs_shapes_and_order(method):
 
 def test_deep_ensemble_member_outputs():
     mlp = FlaxModel(MLP((4,), 2))
-    params = jax.tree.map(lambda *a: np.stack(a), *[mlp.init_on_host(np.random.default_rng(i), np.zeros((1, 3)))[0] for i in range(2)])
+    params = jax.tree.map(
+        lambda *a: np.stack(a), *[mlp.init_on_host(np.random.default_rng(i), np.zeros((1, 3)))[0] for i in range(2)]
+    )
     x = jnp.ones((5, 3))
     out = DeepEnsemble().member_outputs(mlp, params, {}, x)
     assert out.shape == (2, 5, 2)
@@ -257,8 +272,9 @@ def test_fit_mimo_with_one_member_is_a_plain_network(regression_data):
 
 def test_fit_batchensemble_members_differ_and_predict(regression_data):
     x, y = regression_data
-    ensemble = deepens.fit(x, y, method="batchensemble", members=3, hidden=(8,), epochs=5, batch_size=8,
-                           learning_rate=1e-2, progress=False)
+    ensemble = deepens.fit(
+        x, y, method="batchensemble", members=3, hidden=(8,), epochs=5, batch_size=8, learning_rate=1e-2, progress=False
+    )
     assert ensemble.members == 3 and ensemble.history.shape == (5, 1)
     outputs = np.asarray(ensemble.member_outputs(x))
     assert outputs.shape == (3, 37, 2)
@@ -283,16 +299,36 @@ def test_fit_rejects_bad_method_options(regression_data):
 
 def test_fit_mimo_batch_repetition_trains(regression_data):
     x, y = regression_data
-    ensemble = deepens.fit(x, y, method="mimo", members=2, batch_repetition=2, input_repetition=0.25, hidden=(8,),
-                           epochs=3, batch_size=8, progress=False)
+    ensemble = deepens.fit(
+        x,
+        y,
+        method="mimo",
+        members=2,
+        batch_repetition=2,
+        input_repetition=0.25,
+        hidden=(8,),
+        epochs=3,
+        batch_size=8,
+        progress=False,
+    )
     assert ensemble.members == 2 and np.isfinite(ensemble.history).all()
 
 
 def test_mimo_spiral_accuracy():
     x, y = spirals(150, classes=3, noise=0.3, seed=1)
     xt, yt = spirals(150, classes=3, noise=0.3, seed=2)
-    ensemble = deepens.fit(x, y, head="categorical", method="mimo", members=4, hidden=(64, 64), epochs=120,
-                           batch_size=64, learning_rate=1e-2, progress=False)
+    ensemble = deepens.fit(
+        x,
+        y,
+        head="categorical",
+        method="mimo",
+        members=4,
+        hidden=(64, 64),
+        epochs=120,
+        batch_size=64,
+        learning_rate=1e-2,
+        progress=False,
+    )
     prediction = ensemble.predict(xt)
     accuracy = float(np.mean(np.asarray(prediction.label) == yt))
     assert accuracy > 0.9, accuracy  # 0.96 measured; every subnetwork alone > 0.85
@@ -306,8 +342,9 @@ def test_mimo_spiral_accuracy():
 @pytest.mark.parametrize("adversarial", ["fgsm", "vat"])
 def test_adversarial_training_on_slotted_inputs(regression_data, method, adversarial):
     x, y = regression_data
-    ensemble = deepens.fit(x, y, method=method, members=2, adversarial=adversarial, hidden=(8,), epochs=2,
-                           batch_size=8, progress=False)
+    ensemble = deepens.fit(
+        x, y, method=method, members=2, adversarial=adversarial, hidden=(8,), epochs=2, batch_size=8, progress=False
+    )
     clean = deepens.fit(x, y, method=method, members=2, hidden=(8,), epochs=2, batch_size=8, progress=False)
     assert np.isfinite(ensemble.history).all()
     assert not np.allclose(ensemble.history, clean.history)  # the perturbation reached the loss
@@ -322,8 +359,9 @@ def test_several_slotted_networks_train_vmapped_like_separate_fits(regression_da
     alone = [deepens.fit(x, y, members=2, member_ids=[g], **settings) for g in (0, 1)]
     for g, single in enumerate(alone):
         assert single.networks == 1
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[g], b[0], rtol=1e-5, atol=1e-6),
-                     together.params, single.params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a[g], b[0], rtol=1e-5, atol=1e-6), together.params, single.params
+        )
         np.testing.assert_allclose(together.history[:, g], single.history[:, 0], rtol=1e-5)
     separate = np.concatenate([np.asarray(s.member_outputs(x)) for s in alone])  # network-major members
     np.testing.assert_allclose(np.asarray(together.member_outputs(x)), separate, rtol=1e-5, atol=1e-6)

@@ -15,8 +15,9 @@ def test_save_load_identical_predictions(tmp_path, method, head):
     else:
         x, y = toy.cubic(40, seed=0)
         y = y / 30.0
-    ensemble = deepens.fit(x, y, head=head, hidden=(8,), members=3, epochs=3, batch_size=16,
-                           method=method, progress=False)
+    ensemble = deepens.fit(
+        x, y, head=head, hidden=(8,), members=3, epochs=3, batch_size=16, method=method, progress=False
+    )
     deepens.save(ensemble, tmp_path / "m")
     loaded = deepens.load(tmp_path / "m")
     assert loaded.method == ensemble.method and loaded.members == 3 and loaded.networks == 1

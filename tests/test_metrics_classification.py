@@ -20,7 +20,9 @@ def test_accuracy_hand_value_and_first_class_on_ties():
 
 def test_nll_matches_sklearn_log_loss_and_is_inf_at_zero_probability(rng):
     labels, probs = rng.integers(0, 4, 60), _random_probs(rng, 60, 4)
-    assert np.mean(metrics.categorical_nll(labels, probs=probs)) == pytest.approx(log_loss(labels, probs, labels=range(4)))
+    assert np.mean(metrics.categorical_nll(labels, probs=probs)) == pytest.approx(
+        log_loss(labels, probs, labels=range(4))
+    )
     assert metrics.categorical_nll([1], probs=[[1.0, 0.0]])[0] == math.inf
     # The mean over examples only: not also divided by K (a trap seen in peers).
     assert metrics.categorical_nll([0], probs=[[0.25] * 4])[0] == pytest.approx(math.log(4))

@@ -37,18 +37,27 @@ def test_mixture_nll_hand_value_one_member_and_scipy(rng):
     value = metrics.mixture_nll([0.0], member_locs=[[-1.0], [1.0]], member_scales=[[1.0], [1.0]])[0]
     assert value == pytest.approx(0.5 * math.log(2 * math.pi) + 0.5)
     y, mu, sd = rng.normal(size=10), rng.normal(size=10), rng.uniform(0.5, 2, 10)
-    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=mu[None], member_scales=sd[None]), metrics.gaussian_nll(y, mean=mu, std=sd), rtol=1e-12)
+    np.testing.assert_allclose(
+        metrics.mixture_nll(y, member_locs=mu[None], member_scales=sd[None]),
+        metrics.gaussian_nll(y, mean=mu, std=sd),
+        rtol=1e-12,
+    )
     locs, scales = rng.normal(size=(4, 10)), rng.uniform(0.2, 1, (4, 10))
     for family, dist in (("gaussian", stats.norm), ("laplace", stats.laplace)):
         reference = -np.log(np.mean(dist.pdf(y[None], locs, scales), axis=0))
-        np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=locs, member_scales=scales, family=family), reference, rtol=1e-10)
+        np.testing.assert_allclose(
+            metrics.mixture_nll(y, member_locs=locs, member_scales=scales, family=family), reference, rtol=1e-10
+        )
 
 
 def test_exact_mixture_beats_moment_matching_on_a_bimodal_ensemble():
     # Members far apart: at a member's mean the exact mixture has high density, the matched Gaussian low.
     y, locs, scales = np.array([5.0]), np.array([[-5.0], [5.0]]), np.array([[0.5], [0.5]])
     matched_sd = np.sqrt(np.mean(scales**2 + locs**2, axis=0) - np.mean(locs, axis=0) ** 2)
-    assert metrics.mixture_nll(y, member_locs=locs, member_scales=scales)[0] < metrics.gaussian_nll(y, mean=np.mean(locs, 0), std=matched_sd)[0] - 1.0
+    assert (
+        metrics.mixture_nll(y, member_locs=locs, member_scales=scales)[0]
+        < metrics.gaussian_nll(y, mean=np.mean(locs, 0), std=matched_sd)[0] - 1.0
+    )
 
 
 def test_rmse_and_mae_hand_values():
@@ -69,7 +78,9 @@ def _crps_by_quadrature(cdf, y: float, low: float, high: float) -> float:
 
 def test_crps_gaussian_hand_value_and_quadrature(rng):
     # Standard normal at its mean: 2 phi(0) - 1/sqrt(pi).
-    assert metrics.crps_gaussian([0.0], mean=[0.0], std=[1.0])[0] == pytest.approx(2 / SQRT_2PI - 1 / math.sqrt(math.pi))
+    assert metrics.crps_gaussian([0.0], mean=[0.0], std=[1.0])[0] == pytest.approx(
+        2 / SQRT_2PI - 1 / math.sqrt(math.pi)
+    )
     for _ in range(3):
         y, mu, sd = rng.normal(), rng.normal(), rng.uniform(0.3, 2)
         expected = _crps_by_quadrature(lambda t: stats.norm.cdf(t, mu, sd), y, mu - 40, mu + 40)
@@ -102,15 +113,19 @@ def test_crps_mixture_matches_quadrature(family, dist, rng):
 
 def test_crps_mixture_of_one_member_is_the_single_crps(rng):
     y, loc, scale = rng.normal(size=20), rng.normal(size=20), rng.uniform(0.2, 2, 20)
-    for family, single in (("gaussian", metrics.crps_gaussian(y, mean=loc, std=scale)),
-                           ("laplace", metrics.crps_laplace(y, loc=loc, scale=scale))):
+    for family, single in (
+        ("gaussian", metrics.crps_gaussian(y, mean=loc, std=scale)),
+        ("laplace", metrics.crps_laplace(y, loc=loc, scale=scale)),
+    ):
         mixture = metrics.crps_mixture(y, member_locs=loc[None], member_scales=scale[None], family=family)
         np.testing.assert_allclose(mixture, single, rtol=1e-12)
 
 
 def test_crps_mixture_of_points_is_the_energy_form():
     # Point members 0 and 2, y = 1: E|X - y| = 1, E|X - X'| = (0 + 2 + 2 + 0) / 4 = 1, CRPS = 1 - 0.5.
-    assert metrics.crps_mixture([1.0], member_locs=[[0.0], [2.0]], member_scales=[[0.0], [0.0]])[0] == pytest.approx(0.5)
+    assert metrics.crps_mixture([1.0], member_locs=[[0.0], [2.0]], member_scales=[[0.0], [0.0]])[0] == pytest.approx(
+        0.5
+    )
 
 
 # --- PIT, coverage, calibration -----------------------------------------------------------------------
@@ -120,7 +135,9 @@ def test_mixture_cdf_matches_scipy_and_gaussian_cdf(rng):
     y, locs, scales = rng.normal(size=8), rng.normal(size=(3, 8)), rng.uniform(0.3, 1, (3, 8))
     for family, dist in (("gaussian", stats.norm), ("laplace", stats.laplace)):
         expected = np.mean(dist.cdf(y[None], locs, scales), axis=0)
-        np.testing.assert_allclose(metrics.mixture_cdf(y, member_locs=locs, member_scales=scales, family=family), expected, rtol=1e-12)
+        np.testing.assert_allclose(
+            metrics.mixture_cdf(y, member_locs=locs, member_scales=scales, family=family), expected, rtol=1e-12
+        )
     expected = stats.norm.cdf(y, locs[0], scales[0])
     np.testing.assert_allclose(metrics.gaussian_cdf(y, mean=locs[0], std=scales[0]), expected, rtol=1e-12)
 
@@ -184,7 +201,9 @@ def test_regression_summary_matches_the_individual_metrics(rng):
     assert s["nll_mixture"] == pytest.approx(np.mean(metrics.mixture_nll(y, member_locs=locs, member_scales=scales)))
     assert s["crps"] == pytest.approx(np.mean(metrics.crps_mixture(y, member_locs=locs, member_scales=scales)))
     assert s["rmse"] == pytest.approx(metrics.rmse(y, mean=mean))
-    assert s["coverage_0.9"] == pytest.approx(metrics.central_coverage(metrics.pit(y, member_locs=locs, member_scales=scales), [0.9])[0])
+    assert s["coverage_0.9"] == pytest.approx(
+        metrics.central_coverage(metrics.pit(y, member_locs=locs, member_scales=scales), [0.9])[0]
+    )
 
 
 def test_regression_summary_of_point_members_uses_their_spread():
@@ -221,7 +240,10 @@ def test_evaluate_a_trained_ensemble_on_the_original_scale(cubic_data, small_reg
         (lambda: metrics.rmse([], mean=[]), "empty"),
         (lambda: metrics.mixture_nll([0.0, 1.0], member_locs=[0.0, 1.0], member_scales=[1.0, 1.0]), "members"),
         (lambda: metrics.mixture_nll([0.0], member_locs=[[0.0]], member_scales=[[1.0]], family="cauchy"), "family"),
-        (lambda: metrics.crps_mixture([0.0], member_locs=[[0.0]], member_scales=[[0.0]], family="laplace"), "member_scales must be > 0"),
+        (
+            lambda: metrics.crps_mixture([0.0], member_locs=[[0.0]], member_scales=[[0.0]], family="laplace"),
+            "member_scales must be > 0",
+        ),
         (lambda: metrics.central_coverage([1.5]), "pit_values must lie in"),
         (lambda: metrics.central_coverage([0.5], [2.0]), "levels"),
         (lambda: metrics.calibration_curve([0.5], kind="other"), "kind"),

@@ -60,7 +60,9 @@ def test_one_member_reduces_exactly_to_that_member(rng, head, dist):
     mean, var = _moments(head.mean(outputs), head.variance(outputs))
     np.testing.assert_array_equal(mean, head.mean(outputs)[0])
     np.testing.assert_array_equal(var, head.variance(outputs)[0])
-    np.testing.assert_allclose(mixture.mixture_log_prob(-head.nll(outputs, y[None])), -head.nll(outputs[0], y), rtol=1e-6)
+    np.testing.assert_allclose(
+        mixture.mixture_log_prob(-head.nll(outputs, y[None])), -head.nll(outputs[0], y), rtol=1e-6
+    )
     lower, upper = mixture.mixture_interval(head, outputs, 0.9)
     loc, scale = head.split(outputs[0])
     np.testing.assert_allclose(lower, dist.ppf(0.05, loc, scale), rtol=1e-4, atol=1e-4)

@@ -44,7 +44,9 @@ def test_one_member_ensemble_is_that_member(small_regression_ensemble, cubic_dat
 def test_prediction_does_not_depend_on_batch_size_or_padding(small_regression_ensemble):
     x = np.linspace(-6, 6, 1000, dtype=np.float32)[:, None]
     whole = np.asarray(small_regression_ensemble.predict(x).mean)
-    parts = np.concatenate([np.asarray(small_regression_ensemble.predict(x[i : i + 37]).mean) for i in range(0, 1000, 37)])
+    parts = np.concatenate(
+        [np.asarray(small_regression_ensemble.predict(x[i : i + 37]).mean) for i in range(0, 1000, 37)]
+    )
     np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-6)
 
 
@@ -116,8 +118,12 @@ def test_joint_and_marginal_log_densities_of_several_targets(head_name):
     np.testing.assert_allclose(p.nll(y, joint=True), -joint, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(p.log_prob(y, joint=False), marginal, rtol=1e-5, atol=1e-5)
     family = {"family": head_name}
-    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family), -marginal, rtol=1e-10)
-    np.testing.assert_allclose(metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family, joint=True), -joint, rtol=1e-10)
+    np.testing.assert_allclose(
+        metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family), -marginal, rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        metrics.mixture_nll(y, member_locs=loc, member_scales=scale, **family, joint=True), -joint, rtol=1e-10
+    )
     summary = metrics.evaluate(p, y)
     assert summary["nll_mixture"] == pytest.approx(float(np.mean(-marginal)), rel=1e-5)
     assert summary["nll_mixture"] == pytest.approx(float(np.mean(p.nll(y, joint=False))), rel=1e-5)
@@ -125,8 +131,16 @@ def test_joint_and_marginal_log_densities_of_several_targets(head_name):
     assert summary["nll_mixture_joint"] == pytest.approx(float(np.mean(p.nll(y))), rel=1e-5)
 
 
-@pytest.mark.parametrize("labels, message", [([-1, 0, 1], r"in \[0, 3\)"), ([7, 0, 1], r"in \[0, 3\)"),
-                                             ([0.7, 0, 1], "integer"), ([0, 1], "shape"), (["a", "b", "c"], "integer")])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([-1, 0, 1], r"in \[0, 3\)"),
+        ([7, 0, 1], r"in \[0, 3\)"),
+        ([0.7, 0, 1], "integer"),
+        ([0, 1], "shape"),
+        (["a", "b", "c"], "integer"),
+    ],
+)
 def test_classification_nll_refuses_labels_outside_the_classes(labels, message):
     """Issue 14: label -1 was read as class K-1, 7 of K = 3 gave NaN, 0.7 was read as class 0."""
     from deepens.prediction import ClassificationPrediction
@@ -138,8 +152,10 @@ def test_classification_nll_refuses_labels_outside_the_classes(labels, message):
         p.nll(np.array(labels))
 
 
-@pytest.mark.parametrize("squeeze, shape", [(True, (4, 2)), (True, (1,)), (True, (4, 4)), (False, (4, 3)),
-                                            (False, (4, 1)), (False, (4,)), (False, (1, 2))])
+@pytest.mark.parametrize(
+    "squeeze, shape",
+    [(True, (4, 2)), (True, (1,)), (True, (4, 4)), (False, (4, 3)), (False, (4, 1)), (False, (4,)), (False, (1, 2))],
+)
 def test_regression_scores_refuse_targets_of_another_width(squeeze, shape):
     """Issue 14: a too-wide y must not be scored on its column 0, nor a too-narrow one broadcast."""
     from deepens.heads import Gaussian

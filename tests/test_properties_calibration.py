@@ -82,8 +82,10 @@ def test_std_scale_is_the_root_mean_square_z_and_scales_inversely(case, factor):
     assert calib.fit_std_scale(y, mean, factor * std) == pytest.approx(s / factor, rel=1e-9)
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 60), elements=st.floats(0, 1e6)),
-       st.lists(st.floats(0.01, 0.99), min_size=2, max_size=5))
+@given(
+    hnp.arrays(np.float64, st.integers(1, 60), elements=st.floats(0, 1e6)),
+    st.lists(st.floats(0.01, 0.99), min_size=2, max_size=5),
+)
 def test_conformal_quantile_covers_its_level_in_sample_and_grows_with_it(scores, levels):
     levels = sorted(levels)
     q = [calib.conformal_quantile(scores, level) for level in levels]
@@ -110,12 +112,26 @@ def test_a_calibration_round_trips_through_json(kind, value, level, infinite):
     assert calib.Calibration.from_config(json.loads(json.dumps(cal.to_config()))) == cal
 
 
-CORRUPT_CONFIGS = [None, [], "scale", {}, {"kind": "scale"}, {"value": 1.0}, {"kind": "bogus", "value": 1.0},
-                   {"kind": "scale", "value": None}, {"kind": "scale", "value": "abc"}, {"kind": "scale", "value": -1},
-                   {"kind": "scale", "value": True}, {"kind": "scale", "value": [1.0]}, {"kind": 3, "value": 1.0},
-                   {"kind": "conformal", "value": 1.0}, {"kind": "conformal", "value": 1.0, "level": "x"},
-                   {"kind": "conformal", "value": 1.0, "level": 1.5}, {"kind": "temperature", "value": "inf"},
-                   {"kind": "scale", "value": 1.0, "level": 0.9}]
+CORRUPT_CONFIGS = [
+    None,
+    [],
+    "scale",
+    {},
+    {"kind": "scale"},
+    {"value": 1.0},
+    {"kind": "bogus", "value": 1.0},
+    {"kind": "scale", "value": None},
+    {"kind": "scale", "value": "abc"},
+    {"kind": "scale", "value": -1},
+    {"kind": "scale", "value": True},
+    {"kind": "scale", "value": [1.0]},
+    {"kind": 3, "value": 1.0},
+    {"kind": "conformal", "value": 1.0},
+    {"kind": "conformal", "value": 1.0, "level": "x"},
+    {"kind": "conformal", "value": 1.0, "level": 1.5},
+    {"kind": "temperature", "value": "inf"},
+    {"kind": "scale", "value": 1.0, "level": 0.9},
+]
 
 
 @given(st.sampled_from(CORRUPT_CONFIGS))
@@ -142,8 +158,23 @@ def test_invalid_calibration_arguments_raise_a_value_error(bad, case):
         calib.Calibration("scale", bad)
 
 
-@given(held_out_log_probs(), st.sampled_from(["nan", "plus_inf", "row_minus_inf", "one_class", "labels_high",
-                                              "labels_fraction", "labels_short", "few_rows", "strings", "complex"]))
+@given(
+    held_out_log_probs(),
+    st.sampled_from(
+        [
+            "nan",
+            "plus_inf",
+            "row_minus_inf",
+            "one_class",
+            "labels_high",
+            "labels_fraction",
+            "labels_short",
+            "few_rows",
+            "strings",
+            "complex",
+        ]
+    ),
+)
 def test_invalid_held_out_classification_raises_a_value_error(case, how):
     log_probs, labels = np.array(case[0]), np.array(case[1])
     if how == "nan":
@@ -170,8 +201,10 @@ def test_invalid_held_out_classification_raises_a_value_error(case, how):
         calib.fit_temperature(log_probs, labels)
 
 
-@given(held_out_regression(), st.sampled_from(["nan", "inf", "zero_std", "negative_std", "shapes", "two_d",
-                                               "few_rows", "overflow"]))
+@given(
+    held_out_regression(),
+    st.sampled_from(["nan", "inf", "zero_std", "negative_std", "shapes", "two_d", "few_rows", "overflow"]),
+)
 def test_invalid_held_out_regression_raises_a_value_error(case, how):
     y, mean, std = (np.array(a) for a in case)
     if how == "nan":
@@ -200,8 +233,12 @@ def test_invalid_held_out_regression_raises_a_value_error(case, how):
 # --- validation ------------------------------------------------------------------------------------------
 
 
-@given(hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.int8, np.bool_]),
-                  hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=4)))
+@given(
+    hnp.arrays(
+        st.sampled_from([np.float32, np.float64, np.int64, np.int8, np.bool_]),
+        hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=4),
+    )
+)
 def test_features_accepts_finite_real_arrays_and_returns_them_as_float32(x):
     # Beyond sqrt(float32 max) the squares overflow float32: refused too (training on them gives NaN).
     overflows = x.dtype.kind == "f" and not np.all(np.abs(x.astype(np.float64)) <= validation.SQUARE_LIMIT)
@@ -214,12 +251,22 @@ def test_features_accepts_finite_real_arrays_and_returns_them_as_float32(x):
     np.testing.assert_array_equal(out, x.astype(np.float32))
 
 
-@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 3)), elements=st.floats(-1, 1)),
-       st.sampled_from(["nan", "inf", "overflow", "complex", "strings", "one_d", "empty", "width"]),
-       st.integers(0, 10**6))
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 3)), elements=st.floats(-1, 1)),
+    st.sampled_from(["nan", "inf", "overflow", "complex", "strings", "one_d", "empty", "width"]),
+    st.integers(0, 10**6),
+)
 def test_features_refuses_invalid_input_naming_the_problem(x, how, index):
-    expected = {"nan": "NaN or inf", "inf": "NaN or inf", "overflow": "too large for float32", "complex": "real",
-                "strings": "numeric", "one_d": "2-D", "empty": "empty", "width": "features"}[how]
+    expected = {
+        "nan": "NaN or inf",
+        "inf": "NaN or inf",
+        "overflow": "too large for float32",
+        "complex": "real",
+        "strings": "numeric",
+        "one_d": "2-D",
+        "empty": "empty",
+        "width": "features",
+    }[how]
     row = index % x.shape[0]
     if how in ("nan", "inf", "overflow"):
         x[row, 0] = {"nan": np.nan, "inf": np.inf, "overflow": 1e39}[how]

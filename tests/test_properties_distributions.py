@@ -41,7 +41,7 @@ def _scale(rho, min_scale=1e-6):
     return np.logaddexp(0.0, np.asarray(rho, np.float64)) + min_scale
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(name, method):
     head = HEADS[name]
     if method == "mixture_quantile":
@@ -64,15 +64,17 @@ def member_outputs(draw, name, members=None, targets=st.just(1)):
     identical = draw(st.booleans())
     rows = 1 if identical else m
     loc = np.array([[[draw(LOCS) for _ in range(t)] for _ in range(4)] for _ in range(rows)])
-    loc = loc * np.array(draw(st.lists(st.sampled_from([1.0, 0.5, -1.0]), min_size=rows * 4 * t,
-                                       max_size=rows * 4 * t))).reshape(loc.shape)
+    loc = loc * np.array(
+        draw(st.lists(st.sampled_from([1.0, 0.5, -1.0]), min_size=rows * 4 * t, max_size=rows * 4 * t))
+    ).reshape(loc.shape)
     scale = np.array([draw(SCALES) for _ in range(rows * 4 * t)]).reshape(loc.shape)
     # Keep the location within float32 resolution of the scale, so the quantiles are resolvable at all.
     loc = np.where(np.abs(loc) > 1e4 * scale, np.sign(loc) * 1e4 * scale, loc)
     parts = [loc, np.vectorize(_rho)(scale)]
     if name == "student_t":
-        parts.append(np.array([draw(st.sampled_from([-5.0, 0.0, 3.0, 30.0])) for _ in range(rows * 4 * t)])
-                     .reshape(loc.shape))
+        parts.append(
+            np.array([draw(st.sampled_from([-5.0, 0.0, 3.0, 30.0])) for _ in range(rows * 4 * t)]).reshape(loc.shape)
+        )
     outputs = np.broadcast_to(np.concatenate(parts, axis=-1), (m, 4, len(parts) * t))
     return np.ascontiguousarray(outputs).astype(draw(DTYPES))
 
@@ -147,8 +149,7 @@ def test_head_variance_and_nll_are_finite_and_positive(data, name):
     y = (loc + scale).astype(np.float32)
     nll = np.asarray(_jitted(name, "nll")(outputs, y), np.float64)
     assert np.all(np.isfinite(nll))
-    np.testing.assert_allclose(nll, -np.sum(_reference(name, loc, scale, df).logpdf(y), axis=-1),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(nll, -np.sum(_reference(name, loc, scale, df).logpdf(y), axis=-1), rtol=1e-4, atol=1e-4)
 
 
 MC_SAMPLES = 4000
@@ -173,7 +174,8 @@ def test_head_nll_is_a_proper_scoring_rule(data, name, what, size):
     y = _reference(name, loc, scale, df).rvs(size=(MC_SAMPLES, 1, 1), random_state=rng).astype(np.float32)
     nll = _jitted(name, "nll")
     gap = np.asarray(nll(np.broadcast_to(other, (MC_SAMPLES, *other.shape)), y), np.float64) - np.asarray(
-        nll(np.broadcast_to(true, (MC_SAMPLES, *true.shape)), y), np.float64)
+        nll(np.broadcast_to(true, (MC_SAMPLES, *true.shape)), y), np.float64
+    )
     standard_error = gap.std() / math.sqrt(MC_SAMPLES)
     assert gap.mean() >= -4 * standard_error - 1e-4
     if name != "student_t":  # closed-form KL (Student-t's kl is a Gaussian approximation)
@@ -292,9 +294,12 @@ def test_interval_levels_outside_the_open_unit_interval_raise_a_value_error(leve
         RegressionPrediction(HEADS["gaussian"], outputs).interval(level)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="mixture.mixture_interval(head, outputs, None) and RegressionPrediction.interval(None) raise "
-                   "TypeError from float(None): expected a ValueError naming the level")
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="mixture.mixture_interval(head, outputs, None) and RegressionPrediction.interval(None) raise "
+    "TypeError from float(None): expected a ValueError naming the level",
+)
 @pytest.mark.parametrize("level", [None])
 def test_non_numeric_interval_levels_raise_a_value_error(level):
     outputs = jnp.zeros((2, 3, 2))
@@ -319,14 +324,16 @@ def test_prediction_variance_is_aleatoric_plus_epistemic(data, name):
     u = prediction.uncertainty
     total = np.asarray(prediction.variance, np.float64)
     assert np.all(np.isfinite(total)) and np.all(np.asarray(u.epistemic) >= 0)
-    np.testing.assert_allclose(total, np.asarray(u.aleatoric, np.float64) + np.asarray(u.epistemic, np.float64),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        total, np.asarray(u.aleatoric, np.float64) + np.asarray(u.epistemic, np.float64), rtol=1e-6
+    )
     # Law of total variance, against float64 parameters computed outside deepens.
     np.testing.assert_allclose(u.aleatoric, aleatoric, rtol=2e-4)
     np.testing.assert_allclose(u.epistemic, epistemic, rtol=2e-3, atol=1e-6 * (np.abs(loc).max() ** 2 + 1e-12))
     np.testing.assert_allclose(total, aleatoric + epistemic, rtol=2e-3)
-    np.testing.assert_allclose(np.asarray(prediction.mean, np.float64), loc.mean(0),
-                               rtol=1e-5, atol=1e-6 * np.abs(loc).max())
+    np.testing.assert_allclose(
+        np.asarray(prediction.mean, np.float64), loc.mean(0), rtol=1e-5, atol=1e-6 * np.abs(loc).max()
+    )
 
 
 @given(st.data(), NAMES)
@@ -383,9 +390,12 @@ def test_classification_prediction_is_a_distribution_with_consistent_scores(memb
     np.testing.assert_allclose(nll[visible], -np.log(chosen[visible]), rtol=1e-4, atol=atol)
 
 
-@pytest.mark.xfail(strict=True, reason="losses.categorical_nll computes logsumexp(logits) - logits[label], which "
-                   "loses eps * max|logit| in float32: logits [5000, -1e4, 5000], label 0 give 0.693359 (ln 2 = "
-                   "0.693147); -log_softmax(logits)[label] (max subtracted first) is exact")
+@pytest.mark.xfail(
+    strict=True,
+    reason="losses.categorical_nll computes logsumexp(logits) - logits[label], which "
+    "loses eps * max|logit| in float32: logits [5000, -1e4, 5000], label 0 give 0.693359 (ln 2 = "
+    "0.693147); -log_softmax(logits)[label] (max subtracted first) is exact",
+)
 @given(st.sampled_from([1e3, 5e3, 1e4]))
 @example(5e3)
 def test_classification_nll_is_accurate_for_large_logits(scale):
@@ -403,15 +413,25 @@ def test_classification_prediction_refuses_invalid_labels(bad):
         prediction.nll(np.array([0, 1, bad]))
 
 
-@pytest.mark.xfail(strict=True, reason="heads accept invalid settings: Gaussian(min_scale=-1.0) gives negative scales "
-                   "(softplus(-30) - 1) and min_scale=0.0 a NaN nll at rho=-200; Laplace(min_scale=nan) is accepted; "
-                   "Gaussian(beta=None) and StudentT(min_df=None) raise TypeError; Gaussian().split(0-d array) raises "
-                   "IndexError: each should be a ValueError naming the setting")
-@pytest.mark.parametrize("make", [
-    lambda: heads.Gaussian(min_scale=-1.0), lambda: heads.Gaussian(min_scale=0.0),
-    lambda: heads.Laplace(min_scale=float("nan")), lambda: heads.Gaussian(beta=None),
-    lambda: heads.StudentT(min_df=None), lambda: heads.Gaussian().split(jnp.float32(1.0)),
-], ids=["negative_min_scale", "zero_min_scale", "nan_min_scale", "beta_none", "min_df_none", "split_0d"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="heads accept invalid settings: Gaussian(min_scale=-1.0) gives negative scales "
+    "(softplus(-30) - 1) and min_scale=0.0 a NaN nll at rho=-200; Laplace(min_scale=nan) is accepted; "
+    "Gaussian(beta=None) and StudentT(min_df=None) raise TypeError; Gaussian().split(0-d array) raises "
+    "IndexError: each should be a ValueError naming the setting",
+)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: heads.Gaussian(min_scale=-1.0),
+        lambda: heads.Gaussian(min_scale=0.0),
+        lambda: heads.Laplace(min_scale=float("nan")),
+        lambda: heads.Gaussian(beta=None),
+        lambda: heads.StudentT(min_df=None),
+        lambda: heads.Gaussian().split(jnp.float32(1.0)),
+    ],
+    ids=["negative_min_scale", "zero_min_scale", "nan_min_scale", "beta_none", "min_df_none", "split_0d"],
+)
 def test_invalid_head_settings_raise_a_value_error(make):
     with pytest.raises(ValueError):
         make()

@@ -116,8 +116,10 @@ def test_regressor_intervals_are_ordered_nested_and_hold_the_members(regressor, 
 
 
 @few
-@given(x=inputs(), offsets=st.lists(st.sampled_from([-1e3, -3.0, -0.5, 0.0, 0.5, 3.0, 1e3]), min_size=2,
-                                    max_size=5, unique=True))
+@given(
+    x=inputs(),
+    offsets=st.lists(st.sampled_from([-1e3, -3.0, -0.5, 0.0, 0.5, 3.0, 1e3]), min_size=2, max_size=5, unique=True),
+)
 def test_regressor_cdf_is_monotone_in_y_and_in_the_unit_interval(regressor, x, offsets):
     mean, std = regressor.predict(x, return_std=True)
     cdfs = np.stack([regressor.predict_cdf(x, mean + d * std) for d in sorted(offsets)])
@@ -145,9 +147,13 @@ def _bad_x(x, how):
 
 
 @few
-@given(x=inputs(), how=st.sampled_from(BAD_X),
-       method=st.sampled_from(["predict", "predict_std", "predict_interval", "predict_uncertainty", "describe",
-                               "predict_cdf", "nll"]))
+@given(
+    x=inputs(),
+    how=st.sampled_from(BAD_X),
+    method=st.sampled_from(
+        ["predict", "predict_std", "predict_interval", "predict_uncertainty", "describe", "predict_cdf", "nll"]
+    ),
+)
 def test_regressor_refuses_invalid_inputs_with_a_value_error(regressor, x, how, method):
     bad = _bad_x(x, how)
     y = np.zeros(len(x))
@@ -193,8 +199,13 @@ def test_regressor_refuses_invalid_targets_when_scoring(regressor, x, how):
 def test_regressor_refuses_non_finite_or_misshapen_targets(training_data, how):
     x = training_data[0][:3]
     model = _fitted("regressor", None, training_data)
-    bad = {"nan": np.full(3, np.nan), "inf": np.full(3, np.inf), "huge": np.full(3, 1e39),
-           "wide": np.zeros((3, 2)), "three_d": np.zeros((3, 1, 1))}[how]
+    bad = {
+        "nan": np.full(3, np.nan),
+        "inf": np.full(3, np.inf),
+        "huge": np.full(3, 1e39),
+        "wide": np.zeros((3, 2)),
+        "three_d": np.zeros((3, 1, 1)),
+    }[how]
     with pytest.raises(ValueError):
         model.nll(x, bad)
     with pytest.raises(ValueError):
@@ -228,9 +239,11 @@ def test_classifier_probabilities_are_a_distribution_and_the_uncertainty_adds_up
 
 
 @few
-@given(x=inputs(), how=st.sampled_from(BAD_X),
-       method=st.sampled_from(["predict", "predict_proba", "predict_log_proba", "predict_uncertainty",
-                               "describe", "nll"]))
+@given(
+    x=inputs(),
+    how=st.sampled_from(BAD_X),
+    method=st.sampled_from(["predict", "predict_proba", "predict_log_proba", "predict_uncertainty", "describe", "nll"]),
+)
 def test_classifier_refuses_invalid_inputs_with_a_value_error(classifier, x, how, method):
     bad = _bad_x(x, how)
     call = {

@@ -39,8 +39,13 @@ def regression_case(draw, members=st.integers(1, 4)):
     if draw(st.booleans()):  # ties: the truth exactly at a member's location
         y = locs[0].copy()
     family = draw(FAMILIES)
-    return (y.astype(dtype), locs.astype(dtype), scales.astype(dtype),
-            dfs.astype(dtype) if family == "student_t" else None, family)
+    return (
+        y.astype(dtype),
+        locs.astype(dtype),
+        scales.astype(dtype),
+        dfs.astype(dtype) if family == "student_t" else None,
+        family,
+    )
 
 
 def _single(family, y, loc, scale, df):
@@ -72,16 +77,18 @@ def test_regression_scores_are_finite_and_reduce_to_one_member(case):
         if single_crps is not None:
             np.testing.assert_allclose(crps, single_crps, rtol=1e-7, atol=1e-9 * unit)
         else:  # Student-t CRPS by quadrature: accurate to about 1e-3 relative
-            mc = metrics.crps_mixture(y, member_locs=locs[:1], member_scales=scales[:1], family=family,
-                                      member_dfs=dfs[:1])
+            mc = metrics.crps_mixture(
+                y, member_locs=locs[:1], member_scales=scales[:1], family=family, member_dfs=dfs[:1]
+            )
             np.testing.assert_allclose(crps, mc, rtol=1e-9)
 
 
 @given(regression_case())
 def test_regression_summary_is_finite_and_its_coverage_nested(case):
     y, locs, scales, dfs, family = case
-    summary = metrics.regression_summary(y, member_locs=locs, member_scales=scales, family=family,
-                                         levels=(0.5, 0.9, 0.95), member_dfs=dfs)
+    summary = metrics.regression_summary(
+        y, member_locs=locs, member_scales=scales, family=family, levels=(0.5, 0.9, 0.95), member_dfs=dfs
+    )
     assert all(math.isfinite(v) for v in summary.values()), summary
     assert summary["coverage_0.5"] <= summary["coverage_0.9"] <= summary["coverage_0.95"]
     assert summary["rmse"] >= summary["mae"] - 1e-9 * float(np.max(scales))
@@ -101,8 +108,7 @@ def test_mixture_cdf_is_monotone_in_y(case, shift):
 MC_SAMPLES = 4000
 
 
-@given(FAMILIES, st.sampled_from(["loc", "scale", "both"]), st.sampled_from([0.3, 1.0, 3.0]), SCALES,
-       st.integers(1, 3))
+@given(FAMILIES, st.sampled_from(["loc", "scale", "both"]), st.sampled_from([0.3, 1.0, 3.0]), SCALES, st.integers(1, 3))
 def test_regression_nll_and_crps_are_proper_scoring_rules(family, what, size, unit, m):
     """For y drawn from the true mixture (one fixed sample, shared), the mean NLL and CRPS of the truth are
     below those of a perturbed mixture, up to 4 standard errors of the difference."""
@@ -122,8 +128,12 @@ def test_regression_nll_and_crps_are_proper_scoring_rules(family, what, size, un
     other_scales = scales * (1 + size if what in ("scale", "both") else 1.0)
 
     def scores(l, s):
-        kw = {"member_locs": np.broadcast_to(l, (m, MC_SAMPLES)), "member_scales": np.broadcast_to(s, (m, MC_SAMPLES)),
-              "family": family, "member_dfs": None if dfs is None else np.broadcast_to(dfs, (m, MC_SAMPLES))}
+        kw = {
+            "member_locs": np.broadcast_to(l, (m, MC_SAMPLES)),
+            "member_scales": np.broadcast_to(s, (m, MC_SAMPLES)),
+            "family": family,
+            "member_dfs": None if dfs is None else np.broadcast_to(dfs, (m, MC_SAMPLES)),
+        }
         crps = metrics.crps_mixture(y, **kw) if family != "student_t" else np.zeros(MC_SAMPLES)
         return metrics.mixture_nll(y, **kw), crps
 
@@ -132,8 +142,10 @@ def test_regression_nll_and_crps_are_proper_scoring_rules(family, what, size, un
         assert gap.mean() >= -4 * gap.std() / math.sqrt(MC_SAMPLES) - 1e-12
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 40), elements=st.floats(0, 1)),
-       st.lists(st.floats(0, 1), min_size=1, max_size=6))
+@given(
+    hnp.arrays(np.float64, st.integers(1, 40), elements=st.floats(0, 1)),
+    st.lists(st.floats(0, 1), min_size=1, max_size=6),
+)
 @example(np.array([0.0, 1.0, 0.5, 0.5]), [0.0, 1.0])
 def test_coverage_and_calibration_curves_are_monotone_and_bounded(pit, levels):
     levels = sorted(levels)
@@ -277,15 +289,20 @@ REGRESSION_CALLS = {
     "crps_mixture": lambda y, l, s: metrics.crps_mixture(y, member_locs=l, member_scales=s, family="laplace"),
     "mixture_cdf": lambda y, l, s: metrics.mixture_cdf(y, member_locs=l, member_scales=s),
     "regression_summary": lambda y, l, s: metrics.regression_summary(y, member_locs=l, member_scales=s),
-    "student_t": lambda y, l, s: metrics.mixture_nll(y, member_locs=l, member_scales=s, family="student_t",
-                                                     member_dfs=np.full(np.shape(l), 3.0)),
+    "student_t": lambda y, l, s: metrics.mixture_nll(
+        y, member_locs=l, member_scales=s, family="student_t", member_dfs=np.full(np.shape(l), 3.0)
+    ),
 }
 
 
-@given(st.sampled_from(sorted(REGRESSION_CALLS)),
-       st.sampled_from(["nan_y", "nan_loc", "nan_scale", "negative_scale", "zero_scale", "shape", "empty",
-                        "strings", "inf_y"]),
-       regression_case(members=st.integers(1, 3)), st.integers(0, 10**6))
+@given(
+    st.sampled_from(sorted(REGRESSION_CALLS)),
+    st.sampled_from(
+        ["nan_y", "nan_loc", "nan_scale", "negative_scale", "zero_scale", "shape", "empty", "strings", "inf_y"]
+    ),
+    regression_case(members=st.integers(1, 3)),
+    st.integers(0, 10**6),
+)
 def test_invalid_regression_input_raises_a_value_error(name, how, case, index):
     y, locs, scales, _, _ = case
     y, locs, scales = (np.array(a, np.float64) for a in (y, locs, scales))
@@ -324,10 +341,26 @@ CLASSIFICATION_CALLS = {
 }
 
 
-@given(st.sampled_from(sorted(CLASSIFICATION_CALLS)),
-       st.sampled_from(["nan", "not_summing", "negative", "label_high", "label_negative", "label_fraction",
-                        "shape", "one_class", "bins_zero", "bins_huge", "bins_float"]),
-       classification_case(), st.integers(0, 10**6))
+@given(
+    st.sampled_from(sorted(CLASSIFICATION_CALLS)),
+    st.sampled_from(
+        [
+            "nan",
+            "not_summing",
+            "negative",
+            "label_high",
+            "label_negative",
+            "label_fraction",
+            "shape",
+            "one_class",
+            "bins_zero",
+            "bins_huge",
+            "bins_float",
+        ]
+    ),
+    classification_case(),
+    st.integers(0, 10**6),
+)
 @example("reliability_diagram", "bins_huge", (np.array([0, 1]), np.array([[0.5, 0.5], [0.2, 0.8]])), 0)  # item 8
 def test_invalid_classification_input_raises_a_value_error(name, how, case, index):
     labels, p = case
@@ -359,18 +392,34 @@ def test_invalid_classification_input_raises_a_value_error(name, how, case, inde
         CLASSIFICATION_CALLS[name](labels, p, bins)
 
 
-@pytest.mark.xfail(run=False, reason="metrics.reliability(correct, confidence, bins=10**9) still allocates ~24 GB "
-                   "(np.bincount with minlength=bins): only reliability_diagram and the ECE/MCE that use it bound "
-                   "bins (issue 14 item 8); not run, it would exhaust the machine's memory")
+@pytest.mark.xfail(
+    run=False,
+    reason="metrics.reliability(correct, confidence, bins=10**9) still allocates ~24 GB "
+    "(np.bincount with minlength=bins): only reliability_diagram and the ECE/MCE that use it bound "
+    "bins (issue 14 item 8); not run, it would exhaust the machine's memory",
+)
 def test_reliability_bounds_bins():
     with pytest.raises(ValueError):
         metrics.reliability([True, False], confidence=[0.5, 0.9], bins=10**9)
 
 
-@given(st.sampled_from(["auroc", "aupr", "fpr_at_tpr", "roc_curve", "risk_coverage_curve", "aurc",
-                        "accuracy_vs_confidence", "reliability"]),
-       st.sampled_from(["nan_score", "one_class", "non_binary", "shape", "empty"]), detection_case(),
-       st.integers(0, 10**6))
+@given(
+    st.sampled_from(
+        [
+            "auroc",
+            "aupr",
+            "fpr_at_tpr",
+            "roc_curve",
+            "risk_coverage_curve",
+            "aurc",
+            "accuracy_vs_confidence",
+            "reliability",
+        ]
+    ),
+    st.sampled_from(["nan_score", "one_class", "non_binary", "shape", "empty"]),
+    detection_case(),
+    st.integers(0, 10**6),
+)
 def test_invalid_detection_and_selective_input_raises_a_value_error(name, how, case, index):
     flags, score = case
     score = np.array(score, np.float64)
@@ -388,13 +437,19 @@ def test_invalid_detection_and_selective_input_raises_a_value_error(name, how, c
     elif how == "empty":
         flags, score = flags[:0], score[:0]
     function = getattr(metrics, name)
-    second = "confidence" if name in ("risk_coverage_curve", "aurc", "accuracy_vs_confidence", "reliability") else "score"
+    second = (
+        "confidence" if name in ("risk_coverage_curve", "aurc", "accuracy_vs_confidence", "reliability") else "score"
+    )
     with pytest.raises(ValueError):
         function(flags, **{second: score})
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="metrics.fpr_at_tpr(is_ood, score=s, tpr=None) (or tpr='x', "
-                   "tpr=[0.95]) raises TypeError from the comparison 0.0 < tpr: expected a ValueError naming tpr")
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="metrics.fpr_at_tpr(is_ood, score=s, tpr=None) (or tpr='x', "
+    "tpr=[0.95]) raises TypeError from the comparison 0.0 < tpr: expected a ValueError naming tpr",
+)
 @pytest.mark.parametrize("tpr", [None, "x", [0.95]])
 def test_fpr_at_tpr_refuses_a_non_numeric_rate(tpr):
     with pytest.raises(ValueError, match="tpr"):

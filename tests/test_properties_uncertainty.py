@@ -87,8 +87,18 @@ def test_entropy_of_the_uniform_distribution_is_log_k(k, dtype):
 
 # --- invalid input: a ValueError, never another exception ----------------------------------------------
 
-CORRUPTIONS = ("nan", "inf", "-inf", "negative", "above_one", "unnormalised", "no_member_axis", "no_classes",
-               "no_members", "strings")
+CORRUPTIONS = (
+    "nan",
+    "inf",
+    "-inf",
+    "negative",
+    "above_one",
+    "unnormalised",
+    "no_member_axis",
+    "no_classes",
+    "no_members",
+    "strings",
+)
 
 
 def _corrupt(p, how, index):
@@ -147,8 +157,7 @@ def test_mixture_variance_is_aleatoric_plus_epistemic(mv):
     reference = v64.mean(0) + (m64 * m64).mean(0) - m64.mean(0) ** 2  # E[var] + E[mu^2] - E[mu]^2
     scale = np.max(np.abs(m64)) ** 2 + np.max(v64, initial=0.0) + 1e-30
     np.testing.assert_allclose(np.asarray(u.total, np.float64), reference, rtol=1e-5, atol=1e-6 * scale)
-    np.testing.assert_allclose(u.total, np.asarray(u.aleatoric) + np.asarray(u.epistemic), rtol=1e-6,
-                               atol=1e-7 * scale)
+    np.testing.assert_allclose(u.total, np.asarray(u.aleatoric) + np.asarray(u.epistemic), rtol=1e-6, atol=1e-7 * scale)
     assert np.all(np.asarray(u.epistemic) >= 0) and np.all(np.asarray(u.aleatoric) >= 0)
     if means.shape[0] == 1 or np.all(means == means[:1]):
         np.testing.assert_allclose(u.epistemic, 0.0, atol=1e-6 * scale)

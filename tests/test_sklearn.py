@@ -26,7 +26,9 @@ import deepens
 from deepens import DeepEnsembleClassifier, DeepEnsembleRegressor
 
 # The checks below test the uncalibrated mixture's identities; calibration has tests/test_estimator_calibration.py.
-CHECKS = dict(members=2, hidden_layer_sizes=(8,), epochs=20, learning_rate=0.03, batch_size=None, random_state=0, calibration=None)
+CHECKS = dict(
+    members=2, hidden_layer_sizes=(8,), epochs=20, learning_rate=0.03, batch_size=None, random_state=0, calibration=None
+)
 EXPECTED_FAILURES: dict[str, str] = {}
 
 
@@ -41,7 +43,9 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-SMALL = dict(members=3, hidden_layer_sizes=(16,), epochs=30, batch_size=32, learning_rate=0.02, random_state=0, calibration=None)
+SMALL = dict(
+    members=3, hidden_layer_sizes=(16,), epochs=30, batch_size=32, learning_rate=0.02, random_state=0, calibration=None
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +80,9 @@ def test_predictions_are_in_the_users_units(linear_data, regressor):
     np.testing.assert_allclose(lower, lower0 * 1000.0 + 5.0, rtol=1e-3, atol=1e-2)
     np.testing.assert_allclose(upper, upper0 * 1000.0 + 5.0, rtol=1e-3, atol=1e-2)
     # NLL in user units gains log(1000) per row.
-    np.testing.assert_allclose(scaled.nll(x * 100.0 - 3.0, y * 1000.0 + 5.0), regressor.nll(x, y) + np.log(1000.0),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        scaled.nll(x * 100.0 - 3.0, y * 1000.0 + 5.0), regressor.nll(x, y) + np.log(1000.0), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_regression_learns_and_its_uncertainty_adds_up(linear_data, regressor):
@@ -189,8 +194,14 @@ def test_describe_is_the_other_predictions_from_one_pass(linear_data, regressor,
     mean, std = regressor.predict(x, return_std=True)
     lower, upper = regressor.predict_interval(x, level=0.8)
     u = regressor.predict_uncertainty(x)
-    for key, expected in (("mean", mean), ("std", std), ("lower", lower), ("upper", upper),
-                          ("aleatoric_std", np.sqrt(u.aleatoric)), ("epistemic_std", np.sqrt(u.epistemic))):
+    for key, expected in (
+        ("mean", mean),
+        ("std", std),
+        ("lower", lower),
+        ("upper", upper),
+        ("aleatoric_std", np.sqrt(u.aleatoric)),
+        ("epistemic_std", np.sqrt(u.epistemic)),
+    ):
         np.testing.assert_allclose(d[key], expected, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="level"):
         regressor.describe(x, level=1.0)

@@ -25,8 +25,9 @@ def test_parameterisation_and_scipy():
     np.testing.assert_allclose(df, 2.1 + np.log1p(np.exp(np.asarray(outputs[:, 4:], np.float64))), rtol=1e-5)
     y = rng.normal(size=loc.shape) * 2
     dist = stats.t(df, loc=loc, scale=scale)
-    np.testing.assert_allclose(head.log_prob(outputs, jnp.asarray(y, jnp.float32)), dist.logpdf(y), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        head.log_prob(outputs, jnp.asarray(y, jnp.float32)), dist.logpdf(y), rtol=1e-4, atol=1e-4
+    )
     np.testing.assert_allclose(head.nll(outputs, jnp.asarray(y, jnp.float32)), -dist.logpdf(y).sum(-1), rtol=1e-4)
     np.testing.assert_allclose(head.mean(outputs), dist.mean(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(head.variance(outputs), dist.var(), rtol=1e-4)
@@ -43,8 +44,9 @@ def test_kl_is_moment_matched_gaussian_kl_and_zero_on_itself():
     head = StudentT()
     p, q = _outputs(rng), _outputs(rng)
     np.testing.assert_allclose(head.kl(p, p), 0.0, atol=1e-6)
-    mp, vp, mq, vq = (np.asarray(a, np.float64) for a in (head.mean(p), head.variance(p), head.mean(q),
-                                                           head.variance(q)))
+    mp, vp, mq, vq = (
+        np.asarray(a, np.float64) for a in (head.mean(p), head.variance(p), head.mean(q), head.variance(q))
+    )
     expected = np.sum(np.log(np.sqrt(vq / vp)) + (vp + (mp - mq) ** 2) / (2 * vq) - 0.5, axis=-1)
     np.testing.assert_allclose(head.kl(p, q), expected, rtol=1e-4)
 
@@ -55,14 +57,23 @@ def test_mixture_of_one_member_is_the_member():
     outputs = _outputs(rng)
     y = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
     np.testing.assert_allclose(mixture.mixture_cdf(head, outputs[None], y), head.cdf(outputs, y), atol=1e-6)
-    np.testing.assert_allclose(mixture.mixture_quantile(head, outputs[None], 0.9), head.quantile(outputs, 0.9),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        mixture.mixture_quantile(head, outputs[None], 0.9), head.quantile(outputs, 0.9), atol=1e-4
+    )
     loc, scale, df = (np.asarray(a, np.float64) for a in head.split(outputs))
     yy = np.asarray(y, np.float64)
-    np.testing.assert_allclose(regression.mixture_nll(yy, member_locs=loc[None], member_scales=scale[None], family="student_t",
-                                                      member_dfs=df[None]), -stats.t.logpdf(yy, df, loc, scale))
-    np.testing.assert_allclose(regression.mixture_cdf(yy, member_locs=loc[None], member_scales=scale[None], family="student_t",
-                                                      member_dfs=df[None]), stats.t.cdf(yy, df, loc, scale))
+    np.testing.assert_allclose(
+        regression.mixture_nll(
+            yy, member_locs=loc[None], member_scales=scale[None], family="student_t", member_dfs=df[None]
+        ),
+        -stats.t.logpdf(yy, df, loc, scale),
+    )
+    np.testing.assert_allclose(
+        regression.mixture_cdf(
+            yy, member_locs=loc[None], member_scales=scale[None], family="student_t", member_dfs=df[None]
+        ),
+        stats.t.cdf(yy, df, loc, scale),
+    )
 
 
 def test_crps_limits_and_monte_carlo():
@@ -70,8 +81,11 @@ def test_crps_limits_and_monte_carlo():
     y = np.array([0.3, -2.0, 5.0])
     # df -> infinity is the Gaussian
     big = np.full((1, 3), 1e5)
-    np.testing.assert_allclose(t_metrics.crps_mixture(y, np.zeros((1, 3)), np.ones((1, 3)), big),
-                               regression.crps_gaussian(y, mean=np.zeros(3), std=np.ones(3)), rtol=1e-3)
+    np.testing.assert_allclose(
+        t_metrics.crps_mixture(y, np.zeros((1, 3)), np.ones((1, 3)), big),
+        regression.crps_gaussian(y, mean=np.zeros(3), std=np.ones(3)),
+        rtol=1e-3,
+    )
     # a heavy-tailed mixture of 3 members against E|X - y| - E|X - X'| / 2 by Monte Carlo
     locs = np.array([[0.0], [1.5], [-1.0]]) * np.ones((3, 3))
     scales = np.array([[1.0], [0.5], [2.0]]) * np.ones((3, 3))
@@ -93,8 +107,9 @@ def fitted():
     rng = np.random.default_rng(4)
     x = rng.uniform(-2, 2, size=(80, 1)).astype(np.float32)
     y = (x[:, 0] + 0.3 * rng.standard_t(3, size=80)).astype(np.float32)
-    ensemble = deepens.fit(x, y, head="student_t", hidden=(16,), members=3, epochs=80, learning_rate=0.02,
-                           progress=False)
+    ensemble = deepens.fit(
+        x, y, head="student_t", hidden=(16,), members=3, epochs=80, learning_rate=0.02, progress=False
+    )
     return x, y, ensemble
 
 
@@ -124,8 +139,9 @@ def test_estimator_and_cli(tmp_path, capsys):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(60, 2))
     y = x[:, 0] + 0.2 * rng.standard_t(4, size=60)
-    estimator = deepens.DeepEnsembleRegressor(head="student_t", members=2, epochs=5, hidden_layer_sizes=(8,),
-                                              random_state=0, verbose=False).fit(x, y)
+    estimator = deepens.DeepEnsembleRegressor(
+        head="student_t", members=2, epochs=5, hidden_layer_sizes=(8,), random_state=0, verbose=False
+    ).fit(x, y)
     mean, std = estimator.predict(x, return_std=True)
     assert mean.shape == (60,) and np.all(std > 0)
     path = deepens.save(estimator, tmp_path / "estimator")
@@ -134,10 +150,26 @@ def test_estimator_and_cli(tmp_path, capsys):
     import pandas as pd
 
     from deepens import cli
+
     frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "target": y})
     frame.to_csv(tmp_path / "t.csv", index=False)
-    argv = ["train", tmp_path / "t.csv", "--target", "target", "-o", tmp_path / "cli_model", "--head", "student_t",
-            "--members", "2", "--hidden", "8", "--epochs", "4", "--quiet"]
+    argv = [
+        "train",
+        tmp_path / "t.csv",
+        "--target",
+        "target",
+        "-o",
+        tmp_path / "cli_model",
+        "--head",
+        "student_t",
+        "--members",
+        "2",
+        "--hidden",
+        "8",
+        "--epochs",
+        "4",
+        "--quiet",
+    ]
     assert cli.main([str(a) for a in argv]) == 0
     assert deepens.load(tmp_path / "cli_model").head == "student_t"
     argv = ["predict", tmp_path / "cli_model", tmp_path / "t.csv", "-o", tmp_path / "p.csv"]
@@ -151,6 +183,5 @@ def test_vat_training_with_the_approximate_kl():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(32, 2)).astype(np.float32)
     y = x[:, :1] + 0.1
-    ensemble = deepens.fit(x, y, head="student_t", adversarial="vat", hidden=(8,), members=2, epochs=3,
-                           progress=False)
+    ensemble = deepens.fit(x, y, head="student_t", adversarial="vat", hidden=(8,), members=2, epochs=3, progress=False)
     assert np.all(np.isfinite(np.asarray(ensemble.history)))

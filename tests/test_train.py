@@ -101,12 +101,28 @@ def _reference_epochs(x, y, w, b, *, seed, member_id, epochs, batch_size, lr):
 def test_minibatch_semantics_match_a_plain_sgd_reference(regression_data, batch_size):
     x, y = regression_data
     ensemble = deepens.fit(
-        x, y, model=_linear_model(), members=2, epochs=3, batch_size=batch_size,
-        optimizer=optax.sgd(0.05), seed=4, progress=False,
+        x,
+        y,
+        model=_linear_model(),
+        members=2,
+        epochs=3,
+        batch_size=batch_size,
+        optimizer=optax.sgd(0.05),
+        seed=4,
+        progress=False,
     )
     start = ensemble.model.init(jnp.asarray(train.member_keys(4, [1])[0]), jnp.asarray(x[:1]))[0]
-    w, b = _reference_epochs(x, y, np.asarray(start["w"]), np.asarray(start["b"]), seed=4, member_id=1,
-                             epochs=3, batch_size=batch_size, lr=0.05)
+    w, b = _reference_epochs(
+        x,
+        y,
+        np.asarray(start["w"]),
+        np.asarray(start["b"]),
+        seed=4,
+        member_id=1,
+        epochs=3,
+        batch_size=batch_size,
+        lr=0.05,
+    )
     trained = ensemble.select([1]).params
     np.testing.assert_allclose(np.asarray(trained["w"][0]), w, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(np.asarray(trained["b"][0]), b, rtol=2e-4, atol=2e-5)
@@ -138,12 +154,22 @@ def test_independent_data_sets_side_by_side_equal_separate_fits(regression_data)
     shared = dataclasses.replace(program, shared_data=True)
     params, state = train.init_members(model, 0, [0, 1], x[:1])
     stacked_x, stacked_y = np.stack([x, x2]), np.stack([y, y2])[..., None]
-    both, *_ = train.train_members(program, params, state, stacked_x, stacked_y, epochs=2, seed=0,
-                                   member_ids=[0, 1], scale=np.ones((2, 3), np.float32))
+    both, *_ = train.train_members(
+        program,
+        params,
+        state,
+        stacked_x,
+        stacked_y,
+        epochs=2,
+        seed=0,
+        member_ids=[0, 1],
+        scale=np.ones((2, 3), np.float32),
+    )
     for m, (xm, ym) in enumerate(((x, y), (x2, y2))):
         single = jax.tree.map(lambda leaf: leaf[m : m + 1], (params, state))
-        alone, *_ = train.train_members(shared, *single, xm, ym[:, None], epochs=2, seed=0, member_ids=[m],
-                                        scale=np.ones(3, np.float32))
+        alone, *_ = train.train_members(
+            shared, *single, xm, ym[:, None], epochs=2, seed=0, member_ids=[m], scale=np.ones(3, np.float32)
+        )
         _assert_trees_close(jax.tree.map(lambda leaf: leaf[m : m + 1], both), alone, rtol=1e-5, atol=1e-6)
 
 
@@ -225,10 +251,18 @@ def test_compiled_program_is_reused_across_fits(regression_data, monkeypatch):
 # Loss histories (epoch x member) of fit(x, y, members=2, seed=5, adversarial=..., **COMMON) recorded with
 # the program that held eps in its static key, before eps became an argument (two CPU devices, jax 0.10.2).
 STATIC_EPS_HISTORY = {
-    "fgsm": [[5.415213584899902, 6.353013515472412], [4.360904216766357, 4.801817893981934],
-             [3.5273585319519043, 3.763424873352051], [3.164193630218506, 3.2880783081054688]],
-    "vat": [[5.232218265533447, 6.034886360168457], [4.239706993103027, 4.655491828918457],
-            [3.4236745834350586, 3.686295747756958], [3.0745766162872314, 3.241048812866211]],
+    "fgsm": [
+        [5.415213584899902, 6.353013515472412],
+        [4.360904216766357, 4.801817893981934],
+        [3.5273585319519043, 3.763424873352051],
+        [3.164193630218506, 3.2880783081054688],
+    ],
+    "vat": [
+        [5.232218265533447, 6.034886360168457],
+        [4.239706993103027, 4.655491828918457],
+        [3.4236745834350586, 3.686295747756958],
+        [3.0745766162872314, 3.241048812866211],
+    ],
 }
 
 
@@ -293,8 +327,13 @@ def test_resume_refuses_a_checkpoint_of_other_data_or_settings(regression_data):
     changed_rows = x.copy()
     changed_rows[0, 0] += 1.0
     for change in (
-        dict(x=changed_rows), dict(y=y + 1.0), dict(x=x[:-1], y=y[:-1]),
-        dict(learning_rate=0.5), dict(seed=123), dict(head="laplace"), dict(adversarial="fgsm"),
+        dict(x=changed_rows),
+        dict(y=y + 1.0),
+        dict(x=x[:-1], y=y[:-1]),
+        dict(learning_rate=0.5),
+        dict(seed=123),
+        dict(head="laplace"),
+        dict(adversarial="fgsm"),
     ):
         args = {"x": x, "y": y, **settings, **change}
         with pytest.raises(ValueError, match="belongs to another run"):
@@ -311,7 +350,9 @@ def test_mlp_numpy_initialiser_matches_flax_init(batch_norm):
     host_params, host_state = as_model(module).init_on_host(np.random.default_rng(0), x)
     assert jax.tree.structure(flax_params) == jax.tree.structure(host_params)
     assert jax.tree.structure(flax_state) == jax.tree.structure(host_state)
-    for a, b in zip(jax.tree.leaves((flax_params, flax_state)), jax.tree.leaves((host_params, host_state)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves((flax_params, flax_state)), jax.tree.leaves((host_params, host_state)), strict=True
+    ):
         assert a.shape == b.shape and a.dtype == b.dtype
     # PyTorch's nn.Linear initialisation: everything uniform within +-1/sqrt(fan_in).
     big = as_model(MLP((400,), 2)).init_on_host(np.random.default_rng(1), np.ones((1, 100), np.float32))[0]

@@ -73,7 +73,9 @@ def test_regression_variances_sum_to_the_mixture_variance(rng):
     means = rng.normal(0, 3, (6, 20)).astype(np.float32)
     variances = rng.uniform(0.1, 2, (6, 20)).astype(np.float32)
     u = variance_uncertainty(means, variances)
-    mixture_variance = np.var(means.astype(np.float64), 0) + variances.astype(np.float64).mean(0)  # law of total variance
+    mixture_variance = np.var(means.astype(np.float64), 0) + variances.astype(np.float64).mean(
+        0
+    )  # law of total variance
     np.testing.assert_allclose(u.aleatoric + u.epistemic, mixture_variance, rtol=1e-6)
     np.testing.assert_allclose(u.aleatoric, variances.mean(0), rtol=1e-6)
     np.testing.assert_allclose(u.epistemic, means.var(0), rtol=1e-5)

@@ -60,7 +60,10 @@ def _inf_at(a, index):
         (dict(x=_scaled_at(X, (5, 2), 1e30), y=Y), r"x has values whose squares overflow float32 .* row 5, column 2"),
         (dict(x=X, y=_scaled_at(Y, 6, 1e30)), r"y has values whose squares overflow float32 .* row 6, column 0"),
         # Finite in float64 but beyond float32: not "NaN or inf".
-        (dict(x=_scaled_at(X.astype(np.float64), (3, 1), 1e39), y=Y), r"x has values too large for float32 .* row 3, column 1"),
+        (
+            dict(x=_scaled_at(X.astype(np.float64), (3, 1), 1e39), y=Y),
+            r"x has values too large for float32 .* row 3, column 1",
+        ),
         (dict(x=X, y=_scaled_at(Y.astype(np.float64), 2, -1e300)), r"y has values too large for float32 .* row 2"),
         (dict(x=X.reshape(20, 3, 1), y=Y), r"built-in MLP takes 2-D x .* examples have shape \(3, 1\)"),
         (dict(x=X, y=Y, hidden=(0,)), r"hidden must be .* integers >= 1 .* got \(0,\)"),

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from deepens.cli import experiments, predict, train
 from deepens.cli.common import EXIT_BAD_INPUT, CommandError, _join_hosts, _one_line, checkpoint_dir_for
 
 COMMANDS = (experiments, train, predict)
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepens", description="Deep Ensembles in JAX: predictive uncertainty.")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="do not use the persistent compilation cache (also DEEPENS_NO_CACHE=1; "
-                             "DEEPENS_CACHE_DIR moves it, default ~/.cache/deepens/jax)")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not use the persistent compilation cache (also DEEPENS_NO_CACHE=1; "
+        "DEEPENS_CACHE_DIR moves it, default ~/.cache/deepens/jax)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     for module in COMMANDS:
@@ -32,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DATA_COMMANDS = ("train", "predict", "evaluate")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     import os
@@ -64,4 +69,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["EXIT_BAD_INPUT", "COMMANDS", "CommandError", "build_parser", "checkpoint_dir_for", "main"]
+__all__ = ["COMMANDS", "EXIT_BAD_INPUT", "CommandError", "build_parser", "checkpoint_dir_for", "main"]

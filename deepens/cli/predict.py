@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deepens.cli.common import CommandError, _common_table_options, _level, _percent, _say
+
 
 def _load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
     import deepens
@@ -21,8 +23,15 @@ def _load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
         )
     return model, io.read_metadata(path)
 
-def _model_inputs(model: Any, metadata: dict[str, Any], frame: Any, args: argparse.Namespace, source: str,
-                  also_check: Sequence[str] = ()) -> tuple[Any, Any]:
+
+def _model_inputs(
+    model: Any,
+    metadata: dict[str, Any],
+    frame: Any,
+    args: argparse.Namespace,
+    source: str,
+    also_check: Sequence[str] = (),
+) -> tuple[Any, Any]:
     """The rows and feature columns of ``frame`` that ``model`` predicts from, checked: ``(frame, x)``."""
     from deepens import tables
 
@@ -45,6 +54,7 @@ def _model_inputs(model: Any, metadata: dict[str, Any], frame: Any, args: argpar
         _say(f"dropped {dropped} row{'s' if dropped > 1 else ''} with missing or infinite values (--drop-missing)")
     return frame, tables.features(frame, names)
 
+
 def _check_known_classes(model: Any, frame: Any, target: str | None, source: str) -> None:
     """A CommandError naming the labels in column ``target`` (when present) that the model never saw."""
     import numpy as np
@@ -64,6 +74,7 @@ def _check_known_classes(model: Any, frame: Any, target: str | None, source: str
             f"{tables.describe_rows(present[unseen])}; it knows {model.classes_.tolist()}"
         )
 
+
 def _as_model_labels(model: Any, values: Any) -> Any:
     """Labels read from a table, converted to the dtype of the model's classes (a CSV may read 1 as 1.0)."""
     import numpy as np
@@ -76,6 +87,7 @@ def _as_model_labels(model: Any, values: Any) -> Any:
     if kind in "UO":
         return np.asarray([str(v) for v in values], dtype=object)
     return np.asarray(values)
+
 
 def prediction_table(model: Any, x: Any, level: float) -> Any:
     """The columns ``predict`` writes: regression ``mean, std, lower_P, upper_P, aleatoric_std,
@@ -90,8 +102,17 @@ def prediction_table(model: Any, x: Any, level: float) -> Any:
         return pd.DataFrame(table)
     d = model.describe(x, level)
     p = _percent(level)
-    return pd.DataFrame({"mean": d["mean"], "std": d["std"], f"lower_{p}": d["lower"], f"upper_{p}": d["upper"],
-                         "aleatoric_std": d["aleatoric_std"], "epistemic_std": d["epistemic_std"]})
+    return pd.DataFrame(
+        {
+            "mean": d["mean"],
+            "std": d["std"],
+            f"lower_{p}": d["lower"],
+            f"upper_{p}": d["upper"],
+            "aleatoric_std": d["aleatoric_std"],
+            "epistemic_std": d["epistemic_std"],
+        }
+    )
+
 
 def _predict(args: argparse.Namespace) -> int:
     from deepens import tables
@@ -113,6 +134,7 @@ def _predict(args: argparse.Namespace) -> int:
     tables.write_table(table, out)
     print(f"wrote {len(table)} rows x {table.shape[1]} columns to {out}")
     return 0
+
 
 def _evaluate(args: argparse.Namespace) -> int:
     if args.shift:  # an image classifier under dataset shift: deepens.cli.shift
@@ -145,8 +167,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         curves = {"calibrated" if model.calibration_ is not None else "model": described["probs"]}
         if model.calibration_ is not None:
             curves["uncalibrated"] = described["probs_uncalibrated"]
-        figure = _reliability_figure({name: metrics.reliability_diagram(index, p, bins=args.bins)
-                                      for name, p in curves.items()}, title)
+        figure = _reliability_figure(
+            {name: metrics.reliability_diagram(index, p, bins=args.bins) for name, p in curves.items()}, title
+        )
         shown = ("accuracy", "nll", "brier_per_class", "brier_summed", "ece", "mce")
     else:
         y = tables.regression_target(frame[target], source)
@@ -154,19 +177,32 @@ def _evaluate(args: argparse.Namespace) -> int:
         summary = model.evaluate(x, y, levels=levels)
         grid = tuple(round(v, 2) for v in np.arange(0.05, 0.96, 0.05))
         figure = _coverage_figure(grid, model.evaluate(x, y, levels=grid), title)
-        shown = ("rmse", "nll", "nll_mixture", "crps", "mae", *(f"coverage_{v:g}" for v in levels),
-                 "miscalibration_area")
+        shown = (
+            "rmse",
+            "nll",
+            "nll_mixture",
+            "crps",
+            "mae",
+            *(f"coverage_{v:g}" for v in levels),
+            "miscalibration_area",
+        )
     _print_metrics(summary, shown, f"{len(x)} rows of {source}, target {target!r}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        record = {"model": str(args.model), "data": source, "target": target, "rows": len(x),
-                  "task": "classification" if classifier else "regression",
-                  "metrics": {k: (None if not np.isfinite(v) else v) for k, v in summary.items()}}
+        record = {
+            "model": str(args.model),
+            "data": source,
+            "target": target,
+            "rows": len(x),
+            "task": "classification" if classifier else "regression",
+            "metrics": {k: (None if not np.isfinite(v) else v) for k, v in summary.items()},
+        }
         io.atomic_file(out / "metrics.json", lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
         io.atomic_file(out / "calibration.png", lambda p: figure.savefig(p, format="png", dpi=110, bbox_inches="tight"))
         print(f"wrote {out / 'metrics.json'} and {out / 'calibration.png'}")
     return 0
+
 
 def _print_metrics(summary: dict[str, float], shown: Sequence[str], caption: str) -> None:
     """The metrics as a table on stdout: the headline ones first, then the rest; a calibrated model's
@@ -225,8 +261,14 @@ def _reliability_figure(diagrams: dict[str, Any], title: str) -> Any:
     colours = {"uncalibrated": "tab:orange"}
     for name, diagram in diagrams.items():
         filled = np.asarray(diagram.counts) > 0
-        ax.plot(np.asarray(diagram.confidence)[filled], np.asarray(diagram.accuracy)[filled], marker="o", ms=3,
-                color=colours.get(name, "tab:blue"), label=f"{name} (ECE {diagram.ece:.3f})")
+        ax.plot(
+            np.asarray(diagram.confidence)[filled],
+            np.asarray(diagram.accuracy)[filled],
+            marker="o",
+            ms=3,
+            color=colours.get(name, "tab:blue"),
+            label=f"{name} (ECE {diagram.ece:.3f})",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")
@@ -239,7 +281,8 @@ def _reliability_figure(diagrams: dict[str, Any], title: str) -> Any:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the command(s) of this module to the ``deepens`` parser."""
     predict = commands.add_parser(
-        "predict", help="predict with a saved model, writing a CSV or Parquet table",
+        "predict",
+        help="predict with a saved model, writing a CSV or Parquet table",
         description="Regression writes mean, std, lower_P and upper_P (the central --level interval), aleatoric_std "
         "and epistemic_std; classification writes prob_<class> for each class, predicted, entropy and knowledge "
         "(nats). Rows keep their order (rows skipped by --drop-missing are left out; use --id to match them).",
@@ -252,7 +295,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser(
-        "evaluate", help="score a saved model on a table holding the target: metrics table and calibration figure",
+        "evaluate",
+        help="score a saved model on a table holding the target: metrics table and calibration figure",
         description="Scores of what the model predicts; a calibrated model's (see deepens train --calibration) "
         "beside its uncalibrated mixture's: interval coverage at 50/80/90/95% (regression), ECE before and "
         "after the temperature (classification), and both calibration curves in calibration.png.",
@@ -261,13 +305,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("data", metavar="DATA", help="a .csv or .parquet file with the features and the target")
     evaluate.add_argument("--out", metavar="DIR", help="write metrics.json and calibration.png here")
     evaluate.add_argument("--target", metavar="COLUMN", help="the target column (default: the one trained on)")
-    evaluate.add_argument("--level", type=_level, default=0.9,
-                          help="regression: an extra central-interval level for coverage (0.5, 0.8, 0.9 and 0.95 "
-                               "always)")
+    evaluate.add_argument(
+        "--level",
+        type=_level,
+        default=0.9,
+        help="regression: an extra central-interval level for coverage (0.5, 0.8, 0.9 and 0.95 always)",
+    )
     evaluate.add_argument("--bins", type=int, default=15, help="classification: calibration bins (default: 15)")
-    evaluate.add_argument("--shift", choices=("rotate", "translate", "corrupt"),
-                          help="score an image classifier (a saved Ensemble or classifier; DATA an .npz of images and "
-                               "labels, or a table of pixel columns in [0, 1]) under rotations 0-180 degrees, "
-                               "translations 0-14 pixels or every corruption at intensities 1-5")
+    evaluate.add_argument(
+        "--shift",
+        choices=("rotate", "translate", "corrupt"),
+        help="score an image classifier (a saved Ensemble or classifier; DATA an .npz of images and "
+        "labels, or a table of pixel columns in [0, 1]) under rotations 0-180 degrees, "
+        "translations 0-14 pixels or every corruption at intensities 1-5",
+    )
     _common_table_options(evaluate)
     evaluate.set_defaults(run=_evaluate)

@@ -45,7 +45,9 @@ def read_images(path: str | Path, target: str | None) -> tuple[Any, Any]:
         with np.load(path, allow_pickle=False) as saved:
             names = set(saved.files)
             if not {"images", "labels"} <= names:
-                raise CommandError(f"{path}: an .npz for --shift needs arrays 'images' and 'labels', has {sorted(names)}")
+                raise CommandError(
+                    f"{path}: an .npz for --shift needs arrays 'images' and 'labels', has {sorted(names)}"
+                )
             images, labels = np.asarray(saved["images"]), np.asarray(saved["labels"])
         images = images.reshape(len(images), -1)
     else:
@@ -59,8 +61,10 @@ def read_images(path: str | Path, target: str | None) -> tuple[Any, Any]:
         raise CommandError(f"{path}: {len(images)} images but {len(labels)} labels")
     images = images.astype(np.float32)
     if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
-        raise CommandError(f"{path}: --shift needs pixels in [0, 1] (got {images.min():g} .. {images.max():g}); "
-                           "divide 8-bit images by 255")
+        raise CommandError(
+            f"{path}: --shift needs pixels in [0, 1] (got {images.min():g} .. {images.max():g}); "
+            "divide 8-bit images by 255"
+        )
     return images, labels
 
 
@@ -102,8 +106,14 @@ def evaluate_shift(args: argparse.Namespace) -> int:
     if side * side != images.shape[1]:
         raise CommandError(f"--shift needs square images: {images.shape[1]} pixels per row is not a square")
     predict, encode = _predictor(model, side)
-    records = shift_curve(predict, images.reshape(len(images), side, side), encode(labels), shifts=shifts,
-                          seed=getattr(args, "shift_seed", 0), bins=args.bins)
+    records = shift_curve(
+        predict,
+        images.reshape(len(images), side, side),
+        encode(labels),
+        shifts=shifts,
+        seed=getattr(args, "shift_seed", 0),
+        bins=args.bins,
+    )
     _print_records(records, f"{len(images)} images of {args.data}, {args.shift}")
     if args.out:
         from deepens.experiments.shift import corruption_boxes, curves_figure
@@ -112,9 +122,15 @@ def evaluate_shift(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         io.write_json(out / "shift.json", records)
-        figure = (corruption_boxes({"model": records}) if args.shift == "corrupt" else
-                  curves_figure({"model": records}, args.shift,
-                                "rotation (degrees)" if args.shift == "rotate" else "translation (pixels)"))
+        figure = (
+            corruption_boxes({"model": records})
+            if args.shift == "corrupt"
+            else curves_figure(
+                {"model": records},
+                args.shift,
+                "rotation (degrees)" if args.shift == "rotate" else "translation (pixels)",
+            )
+        )
         save(figure, out / f"shift_{args.shift}.png")
         print(f"wrote {out / 'shift.json'} and {out / f'shift_{args.shift}.png'}")
     return 0

@@ -53,7 +53,9 @@ def write(path: str | Path, array: np.ndarray, *, compress: bool | None = None) 
     codes = {np.dtype(v).newbyteorder("="): k for k, v in TYPES.items()}
     native = array.dtype.newbyteorder("=")
     if native not in codes:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, float32, float64")
+        raise ValueError(
+            f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, float32, float64"
+        )
     header = bytes([0, 0, codes[native], array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
     raw = header + array.astype(native.newbyteorder(">")).tobytes()
     if compress if compress is not None else path.suffix == ".gz":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def cubic(n: int = 40, *, low: float = -4.0, high: float = 4.0, noise: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def cubic(
+    n: int = 40, *, low: float = -4.0, high: float = 4.0, noise: float = 3.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``x ~ U(low, high)``, ``y = x^3 + N(0, noise^2)`` (the practical: 40 points on [-4, 4], noise 3).
 
     Returns:
@@ -22,7 +24,9 @@ def cubic_truth(x: np.ndarray) -> np.ndarray:
     return np.asarray(x) ** 3
 
 
-def spirals(points_per_class: int = 1000, *, classes: int = 3, noise: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def spirals(
+    points_per_class: int = 1000, *, classes: int = 3, noise: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Interleaved spiral arms, one per class (the CS231n construction used by the practical).
 
     Arm ``k`` has radius ``r`` evenly spaced on [0, 1] and angle ``theta = 4 (k + r)`` radians plus Gaussian

@@ -29,4 +29,4 @@ ESTIMATORS: dict[str, type[DeepEnsembleBase]] = {
     cls.__name__: cls for cls in (DeepEnsembleRegressor, DeepEnsembleClassifier)
 }
 
-__all__ = ["DeepEnsembleBase", "DeepEnsembleClassifier", "DeepEnsembleRegressor", "ESTIMATORS"]
+__all__ = ["ESTIMATORS", "DeepEnsembleBase", "DeepEnsembleClassifier", "DeepEnsembleRegressor"]

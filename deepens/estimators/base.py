@@ -4,8 +4,9 @@ standardisation, held-out calibration rows, training with checkpoints, and savin
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,11 +18,11 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, v
 from deepens import calibration as calib
 from deepens import devices, io, serialization, validation
 from deepens.cache import enable_compilation_cache
+from deepens.config import TrainConfig
+from deepens.ensemble import Ensemble
 from deepens.heads import get_head
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
-from deepens.config import TrainConfig
-from deepens.ensemble import Ensemble
 from deepens.train import fit as fit_ensemble
 
 _SEED_LIMIT = 2**31 - 1
@@ -114,10 +115,18 @@ class DeepEnsembleBase(BaseEstimator):
         """The estimator's training settings as the :class:`~deepens.config.TrainConfig` that ``fit`` takes
         (its checks name the bad parameter)."""
         return TrainConfig(
-            members=self.members, epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay, clip_norm=self.clip_norm,
-            adversarial="none" if self.adversarial is None else self.adversarial, eps=self.eps, seed=seed,
-            method=self.method, input_repetition=self.input_repetition, batch_repetition=self.batch_repetition,
+            members=self.members,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            clip_norm=self.clip_norm,
+            adversarial="none" if self.adversarial is None else self.adversarial,
+            eps=self.eps,
+            seed=seed,
+            method=self.method,
+            input_repetition=self.input_repetition,
+            batch_repetition=self.batch_repetition,
         )
 
     def _hidden(self) -> tuple[int, ...]:
@@ -152,7 +161,10 @@ class DeepEnsembleBase(BaseEstimator):
 
     def _validate_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(
-            self, X, y, reset=True,
+            self,
+            X,
+            y,
+            reset=True,
             validate_separately=(  # pyright: ignore[reportArgumentType]  # inferred from the default False; a pair of dicts is documented
                 dict(dtype=np.float64, ensure_all_finite=False),
                 dict(dtype=None, ensure_2d=False, ensure_all_finite=False),
@@ -198,7 +210,10 @@ class DeepEnsembleBase(BaseEstimator):
             )
         try:
             X_fit, X_cal, y_fit, y_cal = train_test_split(
-                X, y, test_size=n_cal, random_state=self._seed() % (2**32),
+                X,
+                y,
+                test_size=n_cal,
+                random_state=self._seed() % (2**32),
                 stratify=y if self._is_classifier else None,
             )
         except ValueError as err:
@@ -210,8 +225,10 @@ class DeepEnsembleBase(BaseEstimator):
     def _calibration_json(self) -> dict[str, Any]:
         cal = getattr(self, "calibration_", None)
         scores = getattr(self, "calibration_scores_", None)
-        return {"calibration_": None if cal is None else cal.to_config(),
-                "calibration_scores_": None if scores is None else np.asarray(scores, np.float64).tolist()}
+        return {
+            "calibration_": None if cal is None else cal.to_config(),
+            "calibration_scores_": None if scores is None else np.asarray(scores, np.float64).tolist(),
+        }
 
     def _restore_calibration(self, fitted: dict[str, Any]) -> None:
         cal, scores = fitted.get("calibration_"), fitted.get("calibration_scores_")
@@ -258,8 +275,13 @@ class DeepEnsembleBase(BaseEstimator):
         seed = self._seed()
         digest = hashlib.sha256(x.tobytes() + targets.tobytes() + str((x.shape, targets.shape)).encode()).hexdigest()
         params = {k: v for k, v in self._json_params().items() if k not in ("verbose", "random_state", "devices")}
-        info = {"estimator": type(self).__name__, "params": params, "seed": seed, "data_sha256": digest,
-                "checkpoint_every": checkpoint_every}
+        info = {
+            "estimator": type(self).__name__,
+            "params": params,
+            "seed": seed,
+            "data_sha256": digest,
+            "checkpoint_every": checkpoint_every,
+        }
         checkpoint = None
         if resume:
             assert checkpoint_dir is not None  # checked above
@@ -285,10 +307,21 @@ class DeepEnsembleBase(BaseEstimator):
 
             on_checkpoint = save
         self.ensemble_ = fit_ensemble(
-            x, targets, config.replace(seed=seed), head=head, loss=self.loss, model=model, optimizer=optimizer,
-            num_classes=size if self._is_classifier else None, devices=self.devices,
-            checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, resume=checkpoint,
-            progress=bool(self.verbose), description=type(self).__name__, early_stopping=early_stopping,
+            x,
+            targets,
+            config.replace(seed=seed),
+            head=head,
+            loss=self.loss,
+            model=model,
+            optimizer=optimizer,
+            num_classes=size if self._is_classifier else None,
+            devices=self.devices,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=on_checkpoint,
+            resume=checkpoint,
+            progress=bool(self.verbose),
+            description=type(self).__name__,
+            early_stopping=early_stopping,
         )
         self.seed_ = seed
 

@@ -13,11 +13,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from deepens import calibration as calib
-from deepens import mixture, validation
-from deepens.data.standardize import Standardizer
 from deepens import early_stopping as stopping_module
-from deepens.early_stopping import EarlyStopping
+from deepens import mixture, validation
 from deepens.config import DEFAULTS
+from deepens.data.standardize import Standardizer
+from deepens.early_stopping import EarlyStopping
 from deepens.estimators.base import DeepEnsembleBase, _labels_from_json, _labels_to_json, _normalised
 from deepens.prediction import ClassificationPrediction
 from deepens.uncertainty import CategoricalUncertainty
@@ -163,9 +163,14 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         raw = _normalised(prediction.probs)
         probs = raw if getattr(self, "calibration_", None) is None else _normalised(np.exp(self._log_proba(prediction)))
         u = prediction.uncertainty
-        return {"probs": probs, "probs_uncalibrated": raw, "predicted": self.classes_[np.argmax(probs, axis=1)],
-                "entropy": np.asarray(u.total, np.float64), "data": np.asarray(u.data, np.float64),
-                "knowledge": np.asarray(u.knowledge, np.float64)}
+        return {
+            "probs": probs,
+            "probs_uncalibrated": raw,
+            "predicted": self.classes_[np.argmax(probs, axis=1)],
+            "entropy": np.asarray(u.total, np.float64),
+            "data": np.asarray(u.data, np.float64),
+            "knowledge": np.asarray(u.knowledge, np.float64),
+        }
 
     def encode_labels(self, y: Any) -> np.ndarray:
         """Indices into ``classes_`` ``(N,)``; a ValueError naming labels the model never saw in training."""
@@ -208,8 +213,9 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         if getattr(self, "calibration_", None) is None:
             return raw
         log_probs = self._log_proba(prediction)
-        tempered = metrics.classification_summary(index, _normalised(np.exp(log_probs)),
-                                                  nll=-log_probs[np.arange(len(index)), index], bins=bins)
+        tempered = metrics.classification_summary(
+            index, _normalised(np.exp(log_probs)), nll=-log_probs[np.arange(len(index)), index], bins=bins
+        )
         return {**tempered, **{f"{k}_uncalibrated": v for k, v in raw.items()}}
 
     def _fitted_json(self) -> dict[str, Any]:

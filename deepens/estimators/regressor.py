@@ -9,12 +9,12 @@ import numpy as np
 from sklearn.base import RegressorMixin
 
 from deepens import calibration as calib
-from deepens.calibrated import CalibratedRegression
-from deepens import validation
-from deepens.data.standardize import Standardizer
 from deepens import early_stopping as stopping_module
-from deepens.early_stopping import EarlyStopping
+from deepens import validation
+from deepens.calibrated import CalibratedRegression
 from deepens.config import DEFAULTS
+from deepens.data.standardize import Standardizer
+from deepens.early_stopping import EarlyStopping
 from deepens.estimators.base import DeepEnsembleBase
 from deepens.prediction import RegressionPrediction
 from deepens.uncertainty import VarianceUncertainty
@@ -149,14 +149,19 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
             y_held = ((np.asarray(y_cal, np.float64).reshape(len(y_cal), -1) - self.y_mean_) / self.y_scale_)[:, 0]
             x_held = ((X_cal - self.x_mean_) / self.x_scale_).astype(np.float32)
             stopping = EarlyStopping(x_held, y_held, int(self.patience))
-        self._train(x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume,
-                    stopping)
+        self._train(
+            x, targets, 1 if targets.ndim == 1 else targets.shape[1], checkpoint_dir, checkpoint_every, resume, stopping
+        )
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
             prediction = self._distribution(X_cal)
             self.calibration_, self.calibration_scores_ = calib.fit_regression(
-                self._standardised_y(y_cal, len(y_cal)), np.asarray(prediction.mean, np.float64),
-                np.asarray(prediction.std, np.float64), kind, 0.9)
+                self._standardised_y(y_cal, len(y_cal)),
+                np.asarray(prediction.mean, np.float64),
+                np.asarray(prediction.std, np.float64),
+                kind,
+                0.9,
+            )
         return self
 
     def _stretch(self) -> float:
@@ -166,9 +171,14 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
     def _calibrated(self, prediction: RegressionPrediction, level: float) -> tuple[Any, ...]:
         """``(std, lower, upper)`` on the standardised scale, with the calibration applied if any."""
         std = self._stretch() * np.asarray(prediction.std, np.float64)
-        lower, upper = calib.calibrated_interval(prediction.mean, prediction.std, prediction.interval,
-                                                 getattr(self, "calibration_", None),
-                                                 getattr(self, "calibration_scores_", None), level)
+        lower, upper = calib.calibrated_interval(
+            prediction.mean,
+            prediction.std,
+            prediction.interval,
+            getattr(self, "calibration_", None),
+            getattr(self, "calibration_scores_", None),
+            level,
+        )
         return std, lower, upper
 
     def _to_user(self, a: Any, *, shift: bool = True, power: int = 1) -> np.ndarray:
@@ -204,8 +214,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         that ``total`` is the square of :meth:`predict`'s std and the split keeps its proportions."""
         u = self._distribution(X).uncertainty
         factor = self._stretch() ** 2
-        return VarianceUncertainty(*(self._to_user(factor * np.asarray(v, np.float64), shift=False, power=2)
-                                     for v in u))
+        return VarianceUncertainty(
+            *(self._to_user(factor * np.asarray(v, np.float64), shift=False, power=2) for v in u)
+        )
 
     def describe(self, X: Any, level: float = 0.9) -> dict[str, np.ndarray]:
         """Everything ``predict``, ``predict_interval`` and ``predict_uncertainty`` give, from one pass of the
@@ -216,8 +227,10 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         std, lower, upper = self._calibrated(prediction, level)
         u, factor = prediction.uncertainty, self._stretch()
         return {
-            "mean": self._to_user(prediction.mean), "std": self._to_user(std, shift=False),
-            "lower": self._to_user(lower), "upper": self._to_user(upper),
+            "mean": self._to_user(prediction.mean),
+            "std": self._to_user(std, shift=False),
+            "lower": self._to_user(lower),
+            "upper": self._to_user(upper),
             "aleatoric_std": self._to_user(factor * np.sqrt(u.aleatoric), shift=False),
             "epistemic_std": self._to_user(factor * np.sqrt(u.epistemic), shift=False),
         }
@@ -235,7 +248,9 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         with them at the fitted level, and the same one gives :meth:`predict_cdf`, :meth:`predict`'s std
         and :meth:`predict_uncertainty`."""
         prediction = self._calibrated_prediction(self._distribution(X))
-        return np.asarray(prediction.nll(self._standardised_y(y, prediction.mean.shape[0])), np.float64) + float(np.sum(np.log(self.y_scale_)))
+        return np.asarray(prediction.nll(self._standardised_y(y, prediction.mean.shape[0])), np.float64) + float(
+            np.sum(np.log(self.y_scale_))
+        )
 
     def predict_cdf(self, X: Any, y: Any) -> np.ndarray:
         """The CDF at ``y`` per row (``(N,)`` or ``(N, T)``) of the mixture, or when calibrated of the
@@ -247,8 +262,10 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
     def _standardised_y(self, y: Any, n: int) -> np.ndarray:
         """Targets for ``n`` rows in the user's units on the scale the networks were trained on, shaped as in
         training; a ValueError for NaN, inf, values beyond float32, another length or another width."""
-        y = np.asarray(validation.regression_targets(y, n, name="y", square_safe=False) if np.ndim(y) <= 2
-                       else np.asarray(y), np.float64)
+        y = np.asarray(
+            validation.regression_targets(y, n, name="y", square_safe=False) if np.ndim(y) <= 2 else np.asarray(y),
+            np.float64,
+        )
         if y.ndim != 2:
             raise ValueError(f"y must be (N,) or (N, T), got shape {np.shape(y)}")
         width = len(self.y_mean_)
@@ -268,18 +285,28 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
 
         prediction = self._distribution(X)
         y64 = np.asarray(y, np.float64)
-        scores = metrics.evaluate(prediction, y64, target_shift=self.y_mean_,
-                                  target_scale=self.y_scale_, levels=levels)
+        scores = metrics.evaluate(prediction, y64, target_shift=self.y_mean_, target_scale=self.y_scale_, levels=levels)
         cal = getattr(self, "calibration_", None)
         if cal is None:
             return scores
-        calibrated = calib.regression_scores(prediction, y64, cal, self.calibration_scores_,
-                                             target_shift=self.y_mean_, target_scale=self.y_scale_, levels=levels)
+        calibrated = calib.regression_scores(
+            prediction,
+            y64,
+            cal,
+            self.calibration_scores_,
+            target_shift=self.y_mean_,
+            target_scale=self.y_scale_,
+            levels=levels,
+        )
         return {**calibrated, **{f"{k}_uncalibrated": v for k, v in scores.items()}}
 
     def _fitted_json(self) -> dict[str, Any]:
-        return {**super()._fitted_json(), "y_mean_": self.y_mean_.tolist(), "y_scale_": self.y_scale_.tolist(),
-                **self._calibration_json()}
+        return {
+            **super()._fitted_json(),
+            "y_mean_": self.y_mean_.tolist(),
+            "y_scale_": self.y_scale_.tolist(),
+            **self._calibration_json(),
+        }
 
     def _restore_fitted(self, fitted: dict[str, Any]) -> None:
         super()._restore_fitted(fitted)

@@ -33,7 +33,8 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,8 +59,14 @@ class Workload:
     members: int
 
     def fit_kwargs(self) -> dict[str, Any]:
-        return dict(head=self.head, hidden=self.hidden, epochs=self.epochs, batch_size=self.batch_size,
-                    learning_rate=self.learning_rate, progress=False)
+        return dict(
+            head=self.head,
+            hidden=self.hidden,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            progress=False,
+        )
 
 
 def _w1_data() -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +139,9 @@ def prediction_throughput(ensemble: deepens.Ensemble, x: np.ndarray, repeats: in
     return repeats * len(x) / (time.perf_counter() - start)
 
 
-def run_deepens(workload: Workload, members: int, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], deepens.Ensemble]:
+def run_deepens(
+    workload: Workload, members: int, x: np.ndarray, y: np.ndarray
+) -> tuple[dict[str, float], deepens.Ensemble]:
     first = deepens.fit(x, y, members=members, seed=0, **workload.fit_kwargs())
     second = deepens.fit(x, y, members=members, seed=1, **workload.fit_kwargs())
     assert first.timings is not None and second.timings is not None
@@ -154,15 +163,24 @@ def compare_methods(workload: Workload, members: int, x: np.ndarray, y: np.ndarr
     ratios (see the module docstring)."""
     rows = np.resize(x, (PREDICT_ROWS, *x.shape[1:]))
     out: dict[str, dict[str, Any]] = {}
-    for name, method, m in (("single", "ensemble", 1), ("ensemble", "ensemble", members), ("mimo", "mimo", members),
-                            ("batchensemble", "batchensemble", members)):
+    for name, method, m in (
+        ("single", "ensemble", 1),
+        ("ensemble", "ensemble", members),
+        ("mimo", "mimo", members),
+        ("batchensemble", "batchensemble", members),
+    ):
         kwargs = dict(members=m, method=method, devices=1, **workload.fit_kwargs())
         first = deepens.fit(x, y, seed=0, **kwargs)
         second = deepens.fit(x, y, seed=1, **kwargs)
         assert first.timings is not None and second.timings is not None
-        out[name] = {"method": method, "members": m, "compile_s": first.timings.compile_s,
-                     "train_s": second.timings.train_s, "predict_s": len(rows) / prediction_throughput(second, rows),
-                     "parameters": int(sum(np.size(leaf) for leaf in jax.tree.leaves(second.params)))}
+        out[name] = {
+            "method": method,
+            "members": m,
+            "compile_s": first.timings.compile_s,
+            "train_s": second.timings.train_s,
+            "predict_s": len(rows) / prediction_throughput(second, rows),
+            "parameters": int(sum(np.size(leaf) for leaf in jax.tree.leaves(second.params))),
+        }
     for entry in out.values():
         for key in ("train", "predict"):
             entry[f"{key}_vs_single"] = entry[f"{key}_s"] / out["single"][f"{key}_s"]
@@ -219,7 +237,11 @@ def sequential_loop(workload: Workload, members: int, style: str) -> dict[str, f
                     params, opt_state, _ = step(params, opt_state, x[rows], targets[rows])
         jax.block_until_ready(params)
     train_s = time.perf_counter() - start
-    return {"compile_s": compile_s, "train_s": train_s, "member_examples_per_s": members * n * workload.epochs / train_s}
+    return {
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "member_examples_per_s": members * n * workload.epochs / train_s,
+    }
 
 
 def sequential_in_fresh_process(workload: str, members: int, style: str) -> dict[str, float]:
@@ -230,8 +252,9 @@ def sequential_in_fresh_process(workload: str, members: int, style: str) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(name: str, members: int | None = None, *, sequential: bool = True, predict: bool = True,
-        methods: bool = False) -> dict[str, Any]:
+def run(
+    name: str, members: int | None = None, *, sequential: bool = True, predict: bool = True, methods: bool = False
+) -> dict[str, Any]:
     """Measure one workload; the record ``deepens bench --json`` writes."""
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; choose one of {sorted(WORKLOADS)}")

@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from matplotlib.figure import Figure
-
-import jax
 from scipy.spatial import cKDTree
 
 from deepens import plots
@@ -103,24 +102,42 @@ def regression(settings: Settings, out: Path) -> tuple[list[dict[str, Any]], dic
     """Both regression heads, four runs each; one 2 x 2 figure per head."""
     x, y = toy.cubic(settings.regression_points, seed=settings.seed)
     x_test, y_test = toy.cubic(settings.test_points, seed=settings.seed + 1)
-    runs = [Run(1, "none"), Run(1, "fgsm"), Run(settings.regression_members, "none"), Run(settings.regression_members, "fgsm")]
+    runs = [
+        Run(1, "none"),
+        Run(1, "fgsm"),
+        Run(settings.regression_members, "none"),
+        Run(settings.regression_members, "fgsm"),
+    ]
     records, histories = [], {}
     for head in ("gaussian", "laplace"):
         figure = Figure(figsize=(12, 8.5))
         for ax, run in zip(figure.subplots(2, 2).ravel(), runs):
             ensemble = fit(
-                x, y, head=head, hidden=settings.regression_hidden, members=run.members,
-                epochs=settings.regression_steps, learning_rate=settings.regression_lr,
+                x,
+                y,
+                head=head,
+                hidden=settings.regression_hidden,
+                members=run.members,
+                epochs=settings.regression_steps,
+                learning_rate=settings.regression_lr,
                 adversarial=FGSM(settings.regression_eps, relative=False) if run.adversarial == "fgsm" else None,
-                clip_norm=settings.clip_norm, seed=settings.seed, progress=False,
+                clip_norm=settings.clip_norm,
+                seed=settings.seed,
+                progress=False,
             )
             prediction = ensemble.predict(x_test)
             nll = float(np.mean(prediction.nll(y_test)))
             rmse = float(np.sqrt(np.mean((np.asarray(prediction.mean) - y_test) ** 2)))
             records.append(_record("regression", head, run, ensemble, nll=nll, rmse=rmse))
             histories[f"{head}, {run.label}"] = ensemble.history
-            plots.regression_panel(ax, ensemble, x, y, truth=toy.cubic_truth,
-                                   title=f"{head}, {run.label}: test NLL {nll:.2f}, RMSE {rmse:.2f}")
+            plots.regression_panel(
+                ax,
+                ensemble,
+                x,
+                y,
+                truth=toy.cubic_truth,
+                title=f"{head}, {run.label}: test NLL {nll:.2f}, RMSE {rmse:.2f}",
+            )
         figure.axes[0].legend(fontsize=8, loc="upper left")
         figure.tight_layout()
         plots.save(figure, out / f"regression_{head}.png")
@@ -173,23 +190,44 @@ def _spirals(settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return x, y, x_test, y_test
 
 
-def _classification_run(settings: Settings, out: Path, run: Run, name: str, **options: Any) -> tuple[dict[str, Any], Ensemble]:
+def _classification_run(
+    settings: Settings, out: Path, run: Run, name: str, **options: Any
+) -> tuple[dict[str, Any], Ensemble]:
     """Train one spiral run with the practical's settings, score it, draw its four panels into ``name``."""
     x, y, x_test, y_test = _spirals(settings)
     ensemble = fit(
-        x, y, head="categorical", hidden=settings.classification_hidden, members=run.members, method=run.method,
-        learning_rate=settings.classification_lr, weight_decay=settings.classification_weight_decay,
+        x,
+        y,
+        head="categorical",
+        hidden=settings.classification_hidden,
+        members=run.members,
+        method=run.method,
+        learning_rate=settings.classification_lr,
+        weight_decay=settings.classification_weight_decay,
         adversarial=FGSM(settings.classification_eps, relative=False) if run.adversarial == "fgsm" else None,
-        clip_norm=settings.clip_norm, seed=settings.seed, progress=False, devices=_devices(run), **options,
+        clip_norm=settings.clip_norm,
+        seed=settings.seed,
+        progress=False,
+        devices=_devices(run),
+        **options,
     )
     prediction = ensemble.predict(x_test)
     nll = float(np.mean(prediction.nll(y_test)))
     accuracy = float(np.mean(np.asarray(prediction.label) == y_test))
     _, _, grid = plots.grid_over(x, 150, 0.5)  # the figure's grid: 22,500 points
-    record = _record("classification", "categorical", run, ensemble, nll=nll, accuracy=accuracy,
-                     knowledge_far_near=knowledge_far_near(ensemble, x))
+    record = _record(
+        "classification",
+        "categorical",
+        run,
+        ensemble,
+        nll=nll,
+        accuracy=accuracy,
+        knowledge_far_near=knowledge_far_near(ensemble, x),
+    )
     record.update(parameters=parameter_count(ensemble), predict_seconds=round(predict_seconds(ensemble, grid), 4))
-    figure = plots.classification_figure(ensemble, x, y, title=f"spirals, {run.label}: test NLL {nll:.3f}, accuracy {accuracy:.3f}")
+    figure = plots.classification_figure(
+        ensemble, x, y, title=f"spirals, {run.label}: test NLL {nll:.3f}, accuracy {accuracy:.3f}"
+    )
     plots.save(figure, out / f"{name}.png")
     return record, ensemble
 
@@ -227,23 +265,34 @@ def comparison_markdown(records: list[dict[str, Any]], settings: Settings) -> st
     """The Part II table: one network, the deep ensemble, MIMO and BatchEnsemble on the spirals."""
     rows = [r for r in records if r["experiment"] == "classification" and r["adversarial"] == "none"]
     single = next((r for r in rows if r["method"] == "ensemble" and r["members"] == 1), None)
-    lines = ["## Part II: ensembles inside one network (spirals, 3 x %d points, noise %g)" % (settings.spiral_points, settings.spiral_noise), "",
-             f"Network {'-'.join(map(str, (2, *settings.classification_hidden, 3)))} per member, Adam "
-             f"{settings.classification_lr:g}, weight decay {settings.classification_weight_decay:g}, minibatches of 100; "
-             f"one network and the deep ensemble {settings.classification_epochs} epochs, MIMO and BatchEnsemble "
-             f"{settings.part_two_epochs} (MIMO input repetition {settings.input_repetition:g}, batch repetition "
-             f"{settings.batch_repetition}). Prediction seconds: the figure's 150 x 150 grid with the uncertainty "
-             "decomposition (best of 3). Knowledge far / near: mean mutual information far from the data over "
-             "near it.", "",
-             "| run | parameters | train s | train / one network | predict s | predict / one network | test accuracy | test NLL | knowledge far / near |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Part II: ensembles inside one network (spirals, 3 x %d points, noise %g)"
+        % (settings.spiral_points, settings.spiral_noise),
+        "",
+        f"Network {'-'.join(map(str, (2, *settings.classification_hidden, 3)))} per member, Adam "
+        f"{settings.classification_lr:g}, weight decay {settings.classification_weight_decay:g}, minibatches of 100; "
+        f"one network and the deep ensemble {settings.classification_epochs} epochs, MIMO and BatchEnsemble "
+        f"{settings.part_two_epochs} (MIMO input repetition {settings.input_repetition:g}, batch repetition "
+        f"{settings.batch_repetition}). Prediction seconds: the figure's 150 x 150 grid with the uncertainty "
+        "decomposition (best of 3). Knowledge far / near: mean mutual information far from the data over "
+        "near it.",
+        "",
+        "| run | parameters | train s | train / one network | predict s | predict / one network | test accuracy | test NLL | knowledge far / near |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        train_ratio = f"{r['train_seconds'] / single['train_seconds']:.2f}" if single and single["train_seconds"] else "n/a"
-        predict_ratio = f"{r['predict_seconds'] / single['predict_seconds']:.2f}" if single and single["predict_seconds"] else "n/a"
+        train_ratio = (
+            f"{r['train_seconds'] / single['train_seconds']:.2f}" if single and single["train_seconds"] else "n/a"
+        )
+        predict_ratio = (
+            f"{r['predict_seconds'] / single['predict_seconds']:.2f}" if single and single["predict_seconds"] else "n/a"
+        )
         label = Run(r["members"], r["adversarial"], r["method"]).label
-        lines.append(f"| {label} | {r['parameters']:,} | {r['train_seconds']:.2f} | {train_ratio} | {r['predict_seconds']:.4f} | "
-                     f"{predict_ratio} | {_number(r['accuracy'], '.4f')} | {_number(r['nll'], '.4f')} | "
-                     f"{_number(r['knowledge_far_near'], '.2f')} |")
+        lines.append(
+            f"| {label} | {r['parameters']:,} | {r['train_seconds']:.2f} | {train_ratio} | {r['predict_seconds']:.4f} | "
+            f"{predict_ratio} | {_number(r['accuracy'], '.4f')} | {_number(r['nll'], '.4f')} | "
+            f"{_number(r['knowledge_far_near'], '.2f')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -263,9 +312,11 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     histories: dict[str, np.ndarray] = {}
-    jobs = {"regression": ("regression (8 runs, 2 figures)", regression),
-            "classification": ("classification (3 runs, 3 figures)", classification),
-            "part2": ("part II: MIMO, BatchEnsemble (2 runs, 2 figures)", part_two)}
+    jobs = {
+        "regression": ("regression (8 runs, 2 figures)", regression),
+        "classification": ("classification (3 runs, 3 figures)", classification),
+        "part2": ("part II: MIMO, BatchEnsemble (2 runs, 2 figures)", part_two),
+    }
     for experiment in EXPERIMENTS:
         if experiment not in settings.experiments:
             continue
@@ -286,12 +337,33 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     stages["total"] = time.perf_counter() - started
 
     table = Table(title="deepens demo: test metrics on a fresh sample from each generator")
-    for column in ("experiment", "head", "method", "members", "adversarial", "NLL", "RMSE / acc.", "compile s", "train s"):
-        table.add_column(column, justify="left" if column in ("experiment", "head", "method", "adversarial") else "right")
+    for column in (
+        "experiment",
+        "head",
+        "method",
+        "members",
+        "adversarial",
+        "NLL",
+        "RMSE / acc.",
+        "compile s",
+        "train s",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("experiment", "head", "method", "adversarial") else "right"
+        )
     for r in records:
         score = _number(r["rmse"], ".3f") if "rmse" in r else _number(r["accuracy"], ".4f")
-        table.add_row(r["experiment"], r["head"], r["method"], str(r["members"]), r["adversarial"], _number(r["nll"], ".3f"),
-                      score, f"{r['compile_seconds']:.2f}", f"{r['train_seconds']:.2f}")
+        table.add_row(
+            r["experiment"],
+            r["head"],
+            r["method"],
+            str(r["members"]),
+            r["adversarial"],
+            _number(r["nll"], ".3f"),
+            score,
+            f"{r['compile_seconds']:.2f}",
+            f"{r['train_seconds']:.2f}",
+        )
     console.print(table)
     if "part2" in settings.experiments:
         console.print(comparison_markdown(records, settings))

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -21,8 +22,15 @@ from matplotlib.figure import Figure
 from deepens.experiments import paper
 from deepens.plots import save
 
-__all__ = ["save", "uci_figure", "metrics_vs_members", "entropy_histograms", "accuracy_vs_confidence",
-           "reliability_diagrams", "nll_vs_training_cost"]
+__all__ = [
+    "accuracy_vs_confidence",
+    "entropy_histograms",
+    "metrics_vs_members",
+    "nll_vs_training_cost",
+    "reliability_diagrams",
+    "save",
+    "uci_figure",
+]
 
 COLOURS = {"ensemble": "C0", "ensemble_at": "C1", "single": "C2", "single_at": "C3", "ensemble_mse": "C4"}
 VARIANT_LABELS = {"ensemble": "Ensemble", "ensemble_at": "Ensemble + AT (FGSM)"}
@@ -43,8 +51,12 @@ def uci_figure(results: Mapping[str, Mapping[str, Any]]) -> Figure:
             published = {m: paper.uci_entry(name, m) for m in methods}
             # The MSE ensemble's NLL can be 100 times the others': keep it out of the NLL panel's range.
             in_range = [m for m in methods if not (key == "nll" and m == "ensemble_mse")]
-            proper = [values[m] + sign * (results[name][m].get(f"{key}_se") or 0.0)
-                      for m in in_range if values[m] is not None for sign in (-1, 1)]
+            proper = [
+                values[m] + sign * (results[name][m].get(f"{key}_se") or 0.0)
+                for m in in_range
+                if values[m] is not None
+                for sign in (-1, 1)
+            ]
             proper += [published[m][2 if key == "nll" else 0] for m in in_range if published[m] is not None]
             low, high = (min(proper), max(proper)) if proper else (0.0, 1.0)
             pad = 0.25 * (high - low or 1.0)
@@ -55,8 +67,14 @@ def uci_figure(results: Mapping[str, Mapping[str, Any]]) -> Figure:
                 shown = min(value, high + pad)
                 ax.errorbar([i], [shown], yerr=[[se], [se]] if shown == value else None, fmt="o", color=COLOURS[m])
                 if shown < value:
-                    ax.annotate(f"{value:.1f}", (i, shown), xytext=(i, shown - 0.6 * pad), ha="center", fontsize=7,
-                                arrowprops={"arrowstyle": "->"})
+                    ax.annotate(
+                        f"{value:.1f}",
+                        (i, shown),
+                        xytext=(i, shown - 0.6 * pad),
+                        ha="center",
+                        fontsize=7,
+                        arrowprops={"arrowstyle": "->"},
+                    )
                 if published[m] is not None:
                     ref = published[m][2 if key == "nll" else 0]
                     if ref <= high + pad:
@@ -77,13 +95,21 @@ def metrics_vs_members(curves: Mapping[str, Mapping[int, Mapping[str, float]]]) 
     grey band is the y-range of the paper's own panels."""
     figure = Figure(figsize=(13, 3.8))
     axes = figure.subplots(1, 3)
-    panels = (("error", 100.0, "classification error (%)", "error_percent"), ("nll", 1.0, "NLL", "nll"),
-              ("brier_per_class", 1.0, "Brier score / K", "brier_per_class"))
+    panels = (
+        ("error", 100.0, "classification error (%)", "error_percent"),
+        ("nll", 1.0, "NLL", "nll"),
+        ("brier_per_class", 1.0, "Brier score / K", "brier_per_class"),
+    )
     for ax, (key, factor, label, axis_key) in zip(axes, panels):
         for variant, by_m in curves.items():
             ms = sorted(by_m)
-            ax.plot(ms, [by_m[m][key] * factor for m in ms], "o-", label=VARIANT_LABELS.get(variant, variant),
-                    color=COLOURS.get(variant))
+            ax.plot(
+                ms,
+                [by_m[m][key] * factor for m in ms],
+                "o-",
+                label=VARIANT_LABELS.get(variant, variant),
+                color=COLOURS.get(variant),
+            )
         low, high = paper.FIGURE2A_AXES[axis_key]
         ax.axhspan(low, high, color="0.85", alpha=0.5, zorder=0, label="paper's y-axis range")
         ax.set_xlabel("number of nets M")
@@ -96,8 +122,11 @@ def metrics_vs_members(curves: Mapping[str, Mapping[int, Mapping[str, float]]]) 
 
 
 def entropy_histograms(
-    entropies: Mapping[str, Mapping[int, tuple[np.ndarray, np.ndarray]]], *, known: str = "MNIST test",
-    unknown: str = "NotMNIST", auroc: Mapping[str, Mapping[int, float]] | None = None,
+    entropies: Mapping[str, Mapping[int, tuple[np.ndarray, np.ndarray]]],
+    *,
+    known: str = "MNIST test",
+    unknown: str = "NotMNIST",
+    auroc: Mapping[str, Mapping[int, float]] | None = None,
 ) -> Figure:
     """Predictive entropy histograms: one column per variant, known classes on top and unknown below,
     one curve per ensemble size (Figure 3(a)). ``entropies[variant][M] = (known, unknown)`` in nats."""
@@ -145,8 +174,15 @@ def reliability_diagrams(diagrams: Mapping[str, Any]) -> Figure:
     axes = np.atleast_1d(figure.subplots(1, len(diagrams)))
     for ax, (label, r) in zip(axes, diagrams.items()):
         filled = r.counts > 0
-        ax.bar(r.edges[:-1][filled], r.accuracy[filled], width=np.diff(r.edges)[filled], align="edge",
-               alpha=0.6, edgecolor="k", label="accuracy")
+        ax.bar(
+            r.edges[:-1][filled],
+            r.accuracy[filled],
+            width=np.diff(r.edges)[filled],
+            align="edge",
+            alpha=0.6,
+            edgecolor="k",
+            label="accuracy",
+        )
         ax.plot([0, 1], [0, 1], "k--", linewidth=1)
         ax.set_title(f"{label}: ECE {r.ece:.4f}", fontsize=9)
         ax.set_xlabel("confidence")
@@ -181,7 +217,7 @@ def nll_vs_training_cost(panels: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
         ax.set_xlabel("training time / one network's")
         ax.set_ylabel("test NLL")
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     figure.suptitle("Test NLL against training cost: one network, deep ensemble, MIMO, BatchEnsemble", fontsize=10)
     figure.tight_layout()

@@ -32,8 +32,9 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -85,8 +86,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.members < 1 or any(not 1 <= k <= self.members for k in self.mimo_members):
-            raise ValueError(f"members must be >= 1 and every MIMO size in [1, members], got {self.members} "
-                             f"and {self.mimo_members}")
+            raise ValueError(
+                f"members must be >= 1 and every MIMO size in [1, members], got {self.members} and {self.mimo_members}"
+            )
         unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
         if unknown:
             raise ValueError(f"unknown benchmarks {unknown}; choose from {BENCHMARKS}")
@@ -94,8 +96,11 @@ class Settings:
     def methods(self) -> list[tuple[str, str, int]]:
         """``(name, method, members)`` in table order."""
         sizes = sorted(set(self.mimo_members) | {self.members})
-        return ([("single", "ensemble", 1), ("ensemble", "ensemble", self.members)]
-                + [(f"mimo{k}", "mimo", k) for k in sizes] + [(f"batchensemble{self.members}", "batchensemble", self.members)])
+        return (
+            [("single", "ensemble", 1), ("ensemble", "ensemble", self.members)]
+            + [(f"mimo{k}", "mimo", k) for k in sizes]
+            + [(f"batchensemble{self.members}", "batchensemble", self.members)]
+        )
 
 
 def error_correlation(errors: Any) -> float | None:
@@ -141,9 +146,12 @@ def predict_seconds(ensemble: Any, x: np.ndarray, repeats: int = 3) -> float:
 
 def _cost(ensemble: Any, x_test: np.ndarray) -> dict[str, Any]:
     assert ensemble.timings is not None
-    return {"parameters": parameter_count(ensemble), "train_seconds": round(ensemble.timings.train_s, 4),
-            "compile_seconds": round(ensemble.timings.compile_s, 4),
-            "predict_seconds": round(predict_seconds(ensemble, x_test), 5)}
+    return {
+        "parameters": parameter_count(ensemble),
+        "train_seconds": round(ensemble.timings.train_s, 4),
+        "compile_seconds": round(ensemble.timings.compile_s, 4),
+        "predict_seconds": round(predict_seconds(ensemble, x_test), 5),
+    }
 
 
 def run_mnist(settings: Settings, echo: bool = True) -> dict[str, Any]:
@@ -158,9 +166,20 @@ def run_mnist(settings: Settings, echo: bool = True) -> dict[str, Any]:
     for name, method, members in settings.methods():
         batch_norm = method != "batchensemble"  # BatchEnsemble has no batch-norm variant here
         ensemble = fit(
-            x, y, head="categorical", model=MLP(tuple(settings.mnist_hidden), 10, batch_norm=batch_norm),
-            members=members, method=method, epochs=settings.mnist_epochs, batch_size=settings.batch_size,
-            optimizer=optimizer, num_classes=10, seed=settings.seed, devices=_devices(settings, method, members), progress=echo, description=f"MNIST {name}",
+            x,
+            y,
+            head="categorical",
+            model=MLP(tuple(settings.mnist_hidden), 10, batch_norm=batch_norm),
+            members=members,
+            method=method,
+            epochs=settings.mnist_epochs,
+            batch_size=settings.batch_size,
+            optimizer=optimizer,
+            num_classes=10,
+            seed=settings.seed,
+            devices=_devices(settings, method, members),
+            progress=echo,
+            description=f"MNIST {name}",
         )
         outputs = np.asarray(ensemble.member_outputs(x_test))
         ood = np.asarray(ensemble.member_outputs(x_ood))
@@ -172,11 +191,16 @@ def run_mnist(settings: Settings, echo: bool = True) -> dict[str, Any]:
             "knowledge_notmnist": float(np.mean(np.asarray(ClassificationPrediction(ood).uncertainty.knowledge))),
             "error_correlation": error_correlation(1.0 - probs[:, np.arange(len(y_test)), y_test]),
             "member_error": [float(np.mean(o.argmax(-1) != y_test)) for o in outputs],
-            "method": method, "members": members, "batch_norm": batch_norm,
+            "method": method,
+            "members": members,
+            "batch_norm": batch_norm,
         } | _cost(ensemble, x_test)
         results[name] = entry
-        _say(echo, f"MNIST {name}: error {100 * entry['error']:.2f}%, NLL {entry['nll']:.4f}, "
-                   f"train {entry['train_seconds']:.1f} s")
+        _say(
+            echo,
+            f"MNIST {name}: error {100 * entry['error']:.2f}%, NLL {entry['nll']:.4f}, "
+            f"train {entry['train_seconds']:.1f} s",
+        )
     return results
 
 
@@ -196,25 +220,46 @@ def run_uci_dataset(dataset: uci_data.UCIDataset, settings: Settings) -> dict[st
     for name, method, members in settings.methods():
         per_split: dict[str, list[float]] = {}
         for x, y, x_test, y_test, sy in zip(data.x_train, data.y_train, data.x_test, data.y_test, data.y_scaler):
-            ensemble = fit(x, y, head="gaussian", hidden=(hidden,), members=members, method=method,
-                           epochs=settings.uci_epochs, batch_size=settings.batch_size,
-                           learning_rate=settings.uci_learning_rate, clip_norm=None, seed=settings.seed,
-                           devices=_devices(settings, method, members), progress=False)
+            ensemble = fit(
+                x,
+                y,
+                head="gaussian",
+                hidden=(hidden,),
+                members=members,
+                method=method,
+                epochs=settings.uci_epochs,
+                batch_size=settings.batch_size,
+                learning_rate=settings.uci_learning_rate,
+                clip_norm=None,
+                seed=settings.seed,
+                devices=_devices(settings, method, members),
+                progress=False,
+            )
             prediction = ensemble.predict(x_test)
             scores = metrics.evaluate(prediction, y_test, target_shift=sy.mean, target_scale=sy.std)
             residuals = np.asarray(prediction.member_means).reshape(members, len(x_test)) - sy.transform(y_test)[None]
             cost = _cost(ensemble, x_test)
-            for key, value in (("nll", scores["nll"]), ("rmse", scores["rmse"]),
-                               ("error_correlation", error_correlation(residuals)),
-                               ("train_seconds", cost["train_seconds"]), ("predict_seconds", cost["predict_seconds"])):
+            for key, value in (
+                ("nll", scores["nll"]),
+                ("rmse", scores["rmse"]),
+                ("error_correlation", error_correlation(residuals)),
+                ("train_seconds", cost["train_seconds"]),
+                ("predict_seconds", cost["predict_seconds"]),
+            ):
                 if value is not None:
                     per_split.setdefault(key, []).append(float(value))
-        entry: dict[str, Any] = {"method": method, "members": members, "splits": len(data.x_train),
-                                 "parameters": parameter_count(ensemble)}
+        entry: dict[str, Any] = {
+            "method": method,
+            "members": members,
+            "splits": len(data.x_train),
+            "parameters": parameter_count(ensemble),
+        }
         for key in ("nll", "rmse"):
             entry[f"{key}_mean"] = _finite(float(np.mean(per_split[key])))
             entry[f"{key}_se"] = _standard_error(per_split[key])
-        entry["error_correlation"] = float(np.mean(per_split["error_correlation"])) if "error_correlation" in per_split else None
+        entry["error_correlation"] = (
+            float(np.mean(per_split["error_correlation"])) if "error_correlation" in per_split else None
+        )
         entry["train_seconds"] = round(float(np.sum(per_split["train_seconds"])), 3)  # all splits
         entry["predict_seconds"] = round(float(np.mean(per_split["predict_seconds"])), 5)  # one test set
         results[name] = entry
@@ -231,8 +276,11 @@ def run_uci(settings: Settings, echo: bool = True) -> dict[str, Any]:
         begin = time.perf_counter()
         results[name] = run_uci_dataset(uci_data.load(root / name, splits=settings.splits), settings)
         e, k = results[name]["ensemble"], results[name][f"mimo{settings.members}"]
-        _say(echo, f"UCI {name}: ensemble NLL {e['nll_mean']:.3f}, MIMO {settings.members} NLL {k['nll_mean']:.3f}; "
-                   f"{time.perf_counter() - begin:.1f} s")
+        _say(
+            echo,
+            f"UCI {name}: ensemble NLL {e['nll_mean']:.3f}, MIMO {settings.members} NLL {k['nll_mean']:.3f}; "
+            f"{time.perf_counter() - begin:.1f} s",
+        )
     return results
 
 
@@ -270,48 +318,70 @@ def _fmt(value: float | None, spec: str = ".3f", se: float | None = None) -> str
 def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
     """The comparison tables and what they say about diversity."""
     s = run_info["settings"]
-    lines = ["## Ensembles inside one network: MIMO and BatchEnsemble against deep ensembles", "",
-             f"M = {s['members']}; MIMO sizes {sorted(set(s['mimo_members']) | {s['members']})}; seed {s['seed']}. "
-             "Error correlation: mean pairwise correlation of the members' per-example errors on the test set "
-             "(1 - p(y|x) on MNIST, residuals on UCI); the deep ensemble's is the value of independently trained "
-             "networks. Train / one: training seconds over the single network's.", ""]
+    lines = [
+        "## Ensembles inside one network: MIMO and BatchEnsemble against deep ensembles",
+        "",
+        f"M = {s['members']}; MIMO sizes {sorted(set(s['mimo_members']) | {s['members']})}; seed {s['seed']}. "
+        "Error correlation: mean pairwise correlation of the members' per-example errors on the test set "
+        "(1 - p(y|x) on MNIST, residuals on UCI); the deep ensemble's is the value of independently trained "
+        "networks. Train / one: training seconds over the single network's.",
+        "",
+    ]
     if "mnist" in results:
         r = results["mnist"]
         base = r["single"]["train_seconds"] or float("nan")
         base_predict = r["single"]["predict_seconds"] or float("nan")
-        lines += [f"### MNIST (MLP {' x '.join(map(str, s['mnist_hidden']))}, {s['mnist_epochs']} epochs, "
-                  f"train limit {s['train_limit']}, test limit {s['test_limit']})", "",
-                  "| method | parameters | error % | NLL | Brier / K | ECE | NotMNIST AUROC | knowledge MNIST / NotMNIST | "
-                  "error correlation | train s | train / one | predict s | predict / one |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### MNIST (MLP {' x '.join(map(str, s['mnist_hidden']))}, {s['mnist_epochs']} epochs, "
+            f"train limit {s['train_limit']}, test limit {s['test_limit']})",
+            "",
+            "| method | parameters | error % | NLL | Brier / K | ECE | NotMNIST AUROC | knowledge MNIST / NotMNIST | "
+            "error correlation | train s | train / one | predict s | predict / one |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, e in r.items():
             label = name + ("" if e["batch_norm"] else " (no batch norm)")
             lines.append(
                 f"| {label} | {e['parameters']:,} | {100 * e['error']:.2f} | {e['nll']:.4f} | {e['brier']:.5f} | "
                 f"{e['ece']:.4f} | {e['ood_auroc']:.3f} | {e['knowledge_mnist']:.4f} / {e['knowledge_notmnist']:.4f} | "
                 f"{_fmt(e['error_correlation'])} | {e['train_seconds']:.2f} | {e['train_seconds'] / base:.2f} | "
-                f"{e['predict_seconds']:.4f} | {e['predict_seconds'] / base_predict:.2f} |")
+                f"{e['predict_seconds']:.4f} | {e['predict_seconds'] / base_predict:.2f} |"
+            )
         lines.append("")
     if "uci" in results:
-        lines += [f"### UCI ({s['uci_epochs']} epochs, Adam {s['uci_learning_rate']:g}, splits {s['splits'] or 'all'})", "",
-                  "NLL and RMSE in original units, mean ± standard error over the splits; train s: all splits together.", "",
-                  "| data set | method | parameters | NLL | RMSE | error correlation | train s | train / one | predict s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### UCI ({s['uci_epochs']} epochs, Adam {s['uci_learning_rate']:g}, splits {s['splits'] or 'all'})",
+            "",
+            "NLL and RMSE in original units, mean ± standard error over the splits; train s: all splits together.",
+            "",
+            "| data set | method | parameters | NLL | RMSE | error correlation | train s | train / one | predict s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for dataset, by_method in results["uci"].items():
             base = by_method["single"]["train_seconds"] or float("nan")
             for name, e in by_method.items():
-                lines.append(f"| {dataset} | {name} | {e['parameters']:,} | {_fmt(e['nll_mean'], '.3f', e['nll_se'])} | "
-                             f"{_fmt(e['rmse_mean'], '.3f', e['rmse_se'])} | {_fmt(e['error_correlation'])} | "
-                             f"{e['train_seconds']:.2f} | {e['train_seconds'] / base:.2f} | {e['predict_seconds']:.4f} |")
+                lines.append(
+                    f"| {dataset} | {name} | {e['parameters']:,} | {_fmt(e['nll_mean'], '.3f', e['nll_se'])} | "
+                    f"{_fmt(e['rmse_mean'], '.3f', e['rmse_se'])} | {_fmt(e['error_correlation'])} | "
+                    f"{e['train_seconds']:.2f} | {e['train_seconds'] / base:.2f} | {e['predict_seconds']:.4f} |"
+                )
         lines.append("")
-    lines += ["### Where MIMO does not reach the ensemble", "", *_verdicts(results, s["members"]), "",
-              f"Whole run: {run_info['total_seconds']:.1f} s.", "", "![NLL against training cost](mimo.png)", ""]
+    lines += [
+        "### Where MIMO does not reach the ensemble",
+        "",
+        *_verdicts(results, s["members"]),
+        "",
+        f"Whole run: {run_info['total_seconds']:.1f} s.",
+        "",
+        "![NLL against training cost](mimo.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _verdicts(results: dict[str, Any], members: int) -> list[str]:
     """One line per benchmark: MIMO's NLL against the ensemble's and one network's, and the diversity."""
-    rows = ([("MNIST", results["mnist"], "nll")] if "mnist" in results else [])
+    rows = [("MNIST", results["mnist"], "nll")] if "mnist" in results else []
     rows += [(name, r, "nll_mean") for name, r in results.get("uci", {}).items()]
     lines = []
     for name, r, key in rows:
@@ -319,9 +389,16 @@ def _verdicts(results: dict[str, Any], members: int) -> list[str]:
         if None in (e[key], one[key], k[key]):
             lines.append(f"- {name}: a non-finite NLL; see the table.")
             continue
-        verdict = ("reaches the ensemble" if k[key] <= e[key] else
-                   "between one network and the ensemble" if k[key] < one[key] else "no better than one network")
-        lines.append(f"- {name}: MIMO {members} NLL {k[key]:.4f} ({verdict}; ensemble {e[key]:.4f}, one network "
-                     f"{one[key]:.4f}); error correlation MIMO {_fmt(k['error_correlation'])}, ensemble "
-                     f"{_fmt(e['error_correlation'])}.")
+        verdict = (
+            "reaches the ensemble"
+            if k[key] <= e[key]
+            else "between one network and the ensemble"
+            if k[key] < one[key]
+            else "no better than one network"
+        )
+        lines.append(
+            f"- {name}: MIMO {members} NLL {k[key]:.4f} ({verdict}; ensemble {e[key]:.4f}, one network "
+            f"{one[key]:.4f}); error correlation MIMO {_fmt(k['error_correlation'])}, ensemble "
+            f"{_fmt(e['error_correlation'])}."
+        )
     return lines

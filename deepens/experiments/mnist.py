@@ -95,9 +95,11 @@ def _scores(labels: np.ndarray, outputs: np.ndarray, ood_outputs: dict[str, np.n
         record[f"{prefix}_aupr"] = result.aupr
         record[f"{prefix}_fpr_at_95_tpr"] = result.fpr_at_95_tpr
         record[f"{prefix}_auroc_mutual_information"] = metrics.ood_detection(
-            inside["mutual_information"], outside["mutual_information"]).auroc
+            inside["mutual_information"], outside["mutual_information"]
+        ).auroc
         record[f"{prefix}_auroc_max_probability"] = metrics.ood_detection(
-            inside["one_minus_max_probability"], outside["one_minus_max_probability"]).auroc
+            inside["one_minus_max_probability"], outside["one_minus_max_probability"]
+        ).auroc
     return {k: float(v) for k, v in record.items()}
 
 
@@ -137,9 +139,20 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     for variant in settings.variants:
         adversarial = FGSM(settings.eps, relative=False) if variant == "ensemble_at" else None
         ensemble = fit(
-            x_train, y_train, head="categorical", model=model, members=settings.members, epochs=settings.epochs,
-            batch_size=settings.batch_size, optimizer=optimizer, adversarial=adversarial, num_classes=10,
-            seed=settings.seed, devices=settings.devices, progress=echo, description=f"MNIST {variant}",
+            x_train,
+            y_train,
+            head="categorical",
+            model=model,
+            members=settings.members,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            optimizer=optimizer,
+            adversarial=adversarial,
+            num_classes=10,
+            seed=settings.seed,
+            devices=settings.devices,
+            progress=echo,
+            description=f"MNIST {variant}",
         )
         begin = time.perf_counter()
         outputs = np.asarray(ensemble.member_outputs(x_test))
@@ -158,22 +171,30 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
             correct = np.r_[np.asarray(p_in.label) == y_test, np.zeros(len(np.asarray(p_out.label)), bool)]
             confidence = np.r_[np.asarray(p_in.confidence), np.asarray(p_out.confidence)]
             selective[f"{figures.VARIANT_LABELS[variant]}, M = {m}"] = metrics.accuracy_vs_confidence(
-                correct, confidence, np.linspace(0.0, 0.99, 100))
+                correct, confidence, np.linspace(0.0, 0.99, 100)
+            )
         for m in (1, settings.members):
             diagrams[f"{variant}, M = {m}"] = metrics.reliability_diagram(
-                y_test, np.asarray(ClassificationPrediction(outputs[:m]).probs, np.float64))
+                y_test, np.asarray(ClassificationPrediction(outputs[:m]).probs, np.float64)
+            )
         assert ensemble.timings is not None
-        timings[variant] = {"compile_seconds": round(ensemble.timings.compile_s, 2),
-                            "train_seconds": round(ensemble.timings.train_s, 2),
-                            "evaluate_seconds": round(time.perf_counter() - begin, 2)}
+        timings[variant] = {
+            "compile_seconds": round(ensemble.timings.compile_s, 2),
+            "train_seconds": round(ensemble.timings.train_s, 2),
+            "evaluate_seconds": round(time.perf_counter() - begin, 2),
+        }
         final = results[variant][str(settings.members)]
-        console.print(f"{variant}: M = {settings.members}: error {100 * final['error']:.2f}%, NLL {final['nll']:.4f}, "
-                      f"NotMNIST AUROC {final['ood_auroc']:.3f}; compile {timings[variant]['compile_seconds']:.1f} s, "
-                      f"train {timings[variant]['train_seconds']:.1f} s")
+        console.print(
+            f"{variant}: M = {settings.members}: error {100 * final['error']:.2f}%, NLL {final['nll']:.4f}, "
+            f"NotMNIST AUROC {final['ood_auroc']:.3f}; compile {timings[variant]['compile_seconds']:.1f} s, "
+            f"train {timings[variant]['train_seconds']:.1f} s"
+        )
 
     begin = time.perf_counter()
-    figures.save(figures.metrics_vs_members({v: {int(m): r for m, r in results[v].items()} for v in results}),
-                 out / "mnist_vs_members.png")
+    figures.save(
+        figures.metrics_vs_members({v: {int(m): r for m, r in results[v].items()} for v in results}),
+        out / "mnist_vs_members.png",
+    )
     figures.save(figures.entropy_histograms(histograms, auroc=hist_auroc), out / "mnist_entropy.png")
     figures.save(figures.accuracy_vs_confidence(selective), out / "mnist_accuracy_vs_confidence.png")
     figures.save(figures.reliability_diagrams(diagrams), out / "mnist_reliability.png")
@@ -181,14 +202,23 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     total = time.perf_counter() - started
     run_info = {
         "settings": dataclasses.asdict(settings),
-        "data": {"train": list(train.files), "train_images_approximate": train.approximate, "train_rows": len(train),
-                 "test_rows": len(test), "ood_sets": {k: len(v) for k, v in ood_sets.items()}},
-        "timings": timings | {"load_seconds": round(load_s, 2), "figures_seconds": round(figure_s, 2),
-                              "total_seconds": round(total, 2)},
+        "data": {
+            "train": list(train.files),
+            "train_images_approximate": train.approximate,
+            "train_rows": len(train),
+            "test_rows": len(test),
+            "ood_sets": {k: len(v) for k, v in ood_sets.items()},
+        },
+        "timings": timings
+        | {"load_seconds": round(load_s, 2), "figures_seconds": round(figure_s, 2), "total_seconds": round(total, 2)},
         "targets": targets(results, settings.members),
-        "selective_accuracy": {label: {"thresholds": [round(t, 3) for t in c.thresholds[::10]],
-                                       "accuracy": [None if np.isnan(a) else round(float(a), 5) for a in c.accuracy[::10]]}
-                               for label, c in selective.items()},
+        "selective_accuracy": {
+            label: {
+                "thresholds": [round(t, 3) for t in c.thresholds[::10]],
+                "accuracy": [None if np.isnan(a) else round(float(a), 5) for a in c.accuracy[::10]],
+            }
+            for label, c in selective.items()
+        },
     }
     write_json(out / "mnist.json", results)
     write_json(out / "mnist_run.json", run_info)
@@ -207,30 +237,46 @@ def targets(results: dict[str, dict[str, dict[str, float]]], members: int) -> di
     for variant, by_m in results.items():
         nll = [by_m[str(m)]["nll"] for m in range(1, members + 1)]
         auroc = [by_m[str(m)]["ood_auroc"] for m in range(1, members + 1)]
-        out[f"{variant}_nll_falls"] = {"first": nll[0], "last": nll[-1], "met": nll[-1] < nll[0],
-                                       "monotone": bool(np.all(np.diff(nll) <= 1e-4))}
-        out[f"{variant}_auroc_rises"] = {"first": auroc[0], "last": auroc[-1], "met": auroc[-1] > auroc[0],
-                                         "monotone": bool(np.all(np.diff(auroc) >= -1e-3))}
+        out[f"{variant}_nll_falls"] = {
+            "first": nll[0],
+            "last": nll[-1],
+            "met": nll[-1] < nll[0],
+            "monotone": bool(np.all(np.diff(nll) <= 1e-4)),
+        }
+        out[f"{variant}_auroc_rises"] = {
+            "first": auroc[0],
+            "last": auroc[-1],
+            "met": auroc[-1] > auroc[0],
+            "monotone": bool(np.all(np.diff(auroc) >= -1e-3)),
+        }
     return out
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]], run_info: dict[str, Any]) -> str:
     """The MNIST tables and figures."""
     s = run_info["settings"]
-    lines = ["## MNIST: ensemble size, adversarial training and out-of-distribution inputs", "",
-             f"MLP {' x '.join(map(str, s['hidden']))} ReLU with batch normalisation, softmax cross-entropy, "
-             f"{s['epochs']} epochs, batch {s['batch_size']}, Adam {s['learning_rate']:g} ({s['schedule']}), "
-             f"FGSM eps {s['eps']:g} on pixels in [0, 1], seed {s['seed']}. Training images: "
-             f"{', '.join(run_info['data']['train'])} ({run_info['data']['train_rows']} rows"
-             f"{'; an approximate reconstruction of the official file, within one grey level' if run_info['data']['train_images_approximate'] else ''}); "
-             f"{run_info['data']['test_rows']} test images; OOD sets {run_info['data']['ood_sets']}.", "",
-             "Brier is divided by K = 10, as the paper reports it (`brier_summed` in mnist.json is the sum over "
-             "classes). OOD AUROC: predictive entropy as the score, MNIST test against NotMNIST.", ""]
+    lines = [
+        "## MNIST: ensemble size, adversarial training and out-of-distribution inputs",
+        "",
+        f"MLP {' x '.join(map(str, s['hidden']))} ReLU with batch normalisation, softmax cross-entropy, "
+        f"{s['epochs']} epochs, batch {s['batch_size']}, Adam {s['learning_rate']:g} ({s['schedule']}), "
+        f"FGSM eps {s['eps']:g} on pixels in [0, 1], seed {s['seed']}. Training images: "
+        f"{', '.join(run_info['data']['train'])} ({run_info['data']['train_rows']} rows"
+        f"{'; an approximate reconstruction of the official file, within one grey level' if run_info['data']['train_images_approximate'] else ''}); "
+        f"{run_info['data']['test_rows']} test images; OOD sets {run_info['data']['ood_sets']}.",
+        "",
+        "Brier is divided by K = 10, as the paper reports it (`brier_summed` in mnist.json is the sum over "
+        "classes). OOD AUROC: predictive entropy as the score, MNIST test against NotMNIST.",
+        "",
+    ]
     lo_e, hi_e = paper.FIGURE2A_AXES["error_percent"]
     lo_n, hi_n = paper.FIGURE2A_AXES["nll"]
-    lines += [f"The paper prints no values for Figure 2(a); its panels span error {lo_e}-{hi_e}%, NLL {lo_n}-{hi_n} "
-              f"and Brier/K {paper.FIGURE2A_AXES['brier_per_class'][0]}-{paper.FIGURE2A_AXES['brier_per_class'][1]} "
-              "for M = 1..15 (all methods).", ""]
+    lines += [
+        f"The paper prints no values for Figure 2(a); its panels span error {lo_e}-{hi_e}%, NLL {lo_n}-{hi_n} "
+        f"and Brier/K {paper.FIGURE2A_AXES['brier_per_class'][0]}-{paper.FIGURE2A_AXES['brier_per_class'][1]} "
+        "for M = 1..15 (all methods).",
+        "",
+    ]
     variants = list(results)
     header = "| M | " + " | ".join(f"{v} error % | {v} NLL | {v} Brier/K | {v} AUROC" for v in variants) + " |"
     lines += [header, "|---|" + "---|---|---|---|" * len(variants)]
@@ -240,25 +286,45 @@ def markdown(results: dict[str, dict[str, dict[str, float]]], run_info: dict[str
             r = results[v][str(m)]
             cells.append(f"{100 * r['error']:.2f} | {r['nll']:.4f} | {r['brier']:.5f} | {r['ood_auroc']:.3f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "| variant, M | ECE | AUPR | FPR at 95% TPR | AUROC (mutual information) | AUROC (1 - max prob) | Fashion-MNIST AUROC |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| variant, M | ECE | AUPR | FPR at 95% TPR | AUROC (mutual information) | AUROC (1 - max prob) | Fashion-MNIST AUROC |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for v in variants:
         for m in sorted({1, 5, max(int(k) for k in results[v])} & {int(k) for k in results[v]}):
             r = results[v][str(m)]
             fashion = f"{r['fashion_mnist_auroc']:.3f}" if "fashion_mnist_auroc" in r else "n/a"
-            lines.append(f"| {v}, {m} | {r['ece']:.4f} | {r['ood_aupr']:.3f} | {r['ood_fpr_at_95_tpr']:.3f} | "
-                         f"{r['ood_auroc_mutual_information']:.3f} | {r['ood_auroc_max_probability']:.3f} | {fashion} |")
+            lines.append(
+                f"| {v}, {m} | {r['ece']:.4f} | {r['ood_aupr']:.3f} | {r['ood_fpr_at_95_tpr']:.3f} | "
+                f"{r['ood_auroc_mutual_information']:.3f} | {r['ood_auroc_max_probability']:.3f} | {fashion} |"
+            )
     lines += ["", "Targets:", ""]
     for key, t in run_info["targets"].items():
-        extra = f" (value {100 * t['value']:.2f}%)" if "value" in t else f" ({t['first']:.4f} -> {t['last']:.4f}, monotone: {t['monotone']})"
+        extra = (
+            f" (value {100 * t['value']:.2f}%)"
+            if "value" in t
+            else f" ({t['first']:.4f} -> {t['last']:.4f}, monotone: {t['monotone']})"
+        )
         lines.append(f"- {key}: {'met' if t['met'] else '**not met**'}{extra}")
     t = run_info["timings"]
-    lines += ["", "Time: " + "; ".join(
-        f"{v}: compile {t[v]['compile_seconds']:.1f} s, train {t[v]['train_seconds']:.1f} s, evaluate "
-        f"{t[v]['evaluate_seconds']:.1f} s" for v in variants) + f"; total {t['total_seconds']:.1f} s.", "",
-        "![error, NLL and Brier against M](mnist_vs_members.png)", "",
-        "![entropy histograms](mnist_entropy.png)", "",
-        "![accuracy against confidence](mnist_accuracy_vs_confidence.png)", "",
-        "![reliability](mnist_reliability.png)", ""]
+    lines += [
+        "",
+        "Time: "
+        + "; ".join(
+            f"{v}: compile {t[v]['compile_seconds']:.1f} s, train {t[v]['train_seconds']:.1f} s, evaluate "
+            f"{t[v]['evaluate_seconds']:.1f} s"
+            for v in variants
+        )
+        + f"; total {t['total_seconds']:.1f} s.",
+        "",
+        "![error, NLL and Brier against M](mnist_vs_members.png)",
+        "",
+        "![entropy histograms](mnist_entropy.png)",
+        "",
+        "![accuracy against confidence](mnist_accuracy_vs_confidence.png)",
+        "",
+        "![reliability](mnist_reliability.png)",
+        "",
+    ]
     return "\n".join(lines)
-

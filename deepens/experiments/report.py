@@ -20,27 +20,41 @@ def _summary(uci_run: dict[str, Any] | None, mnist_run: dict[str, Any] | None) -
         checks = uci_run["targets"]
         nll_met = [name for name, c in checks.items() if c["nll_met"]]
         rmse_met = [name for name, c in checks.items() if c["rmse_met"]]
-        lines.append(f"- UCI deep ensemble, NLL at or below the paper's mean: {len(nll_met)} of {len(checks)} data sets"
-                     + (f" (not: {', '.join(sorted(set(checks) - set(nll_met)))})" if len(nll_met) < len(checks) else ""))
-        lines.append(f"- UCI deep ensemble, RMSE within the paper's standard error or better: {len(rmse_met)} of "
-                     f"{len(checks)}" + (f" (not: {', '.join(sorted(set(checks) - set(rmse_met)))})"
-                                         if len(rmse_met) < len(checks) else ""))
+        lines.append(
+            f"- UCI deep ensemble, NLL at or below the paper's mean: {len(nll_met)} of {len(checks)} data sets"
+            + (f" (not: {', '.join(sorted(set(checks) - set(nll_met)))})" if len(nll_met) < len(checks) else "")
+        )
+        lines.append(
+            f"- UCI deep ensemble, RMSE within the paper's standard error or better: {len(rmse_met)} of "
+            f"{len(checks)}"
+            + (f" (not: {', '.join(sorted(set(checks) - set(rmse_met)))})" if len(rmse_met) < len(checks) else "")
+        )
         covered = uci_run.get("calibrated_coverage_met", {})
         if covered:
-            lines.append(f"- UCI conformal 90% interval coverage (mean over splits) in [0.87, 0.95]: "
-                         f"{sum(covered.values())} of {len(covered)} data sets"
-                         + (f" (not: {', '.join(sorted(n for n, ok in covered.items() if not ok))})"
-                            if not all(covered.values()) else ""))
+            lines.append(
+                f"- UCI conformal 90% interval coverage (mean over splits) in [0.87, 0.95]: "
+                f"{sum(covered.values())} of {len(covered)} data sets"
+                + (
+                    f" (not: {', '.join(sorted(n for n, ok in covered.items() if not ok))})"
+                    if not all(covered.values())
+                    else ""
+                )
+            )
         lines.append(f"- UCI run time: {uci_run['total_seconds']:.1f} s (target: under 15 minutes on 2 cores)")
     if mnist_run is not None:
-        described = {"error_at_5_fgsm": "test error at M = 5 with FGSM at most 1.5%",
-                     "ensemble_nll_falls": "NLL falls from M = 1 to the largest M (ensemble)",
-                     "ensemble_at_nll_falls": "NLL falls from M = 1 to the largest M (ensemble + FGSM)",
-                     "ensemble_auroc_rises": "NotMNIST AUROC rises from M = 1 to the largest M (ensemble)",
-                     "ensemble_at_auroc_rises": "NotMNIST AUROC rises from M = 1 to the largest M (ensemble + FGSM)"}
+        described = {
+            "error_at_5_fgsm": "test error at M = 5 with FGSM at most 1.5%",
+            "ensemble_nll_falls": "NLL falls from M = 1 to the largest M (ensemble)",
+            "ensemble_at_nll_falls": "NLL falls from M = 1 to the largest M (ensemble + FGSM)",
+            "ensemble_auroc_rises": "NotMNIST AUROC rises from M = 1 to the largest M (ensemble)",
+            "ensemble_at_auroc_rises": "NotMNIST AUROC rises from M = 1 to the largest M (ensemble + FGSM)",
+        }
         for key, t in mnist_run["targets"].items():
-            value = (f"{100 * t['value']:.2f}%" if "value" in t
-                     else f"{t['first']:.4f} -> {t['last']:.4f}{'' if t['monotone'] else ', not monotone'}")
+            value = (
+                f"{100 * t['value']:.2f}%"
+                if "value" in t
+                else f"{t['first']:.4f} -> {t['last']:.4f}{'' if t['monotone'] else ', not monotone'}"
+            )
             lines.append(f"- MNIST {described.get(key, key)}: {'met' if t['met'] else '**not met**'} ({value})")
         lines.append(f"- MNIST run time: {mnist_run['timings']['total_seconds']:.1f} s (target: under 30 minutes)")
     return lines + [""]
@@ -50,11 +64,16 @@ def write(out: str | Path, uci_result: dict[str, Any] | None, mnist_result: dict
     """Write ``out/report.md`` from the results of :func:`uci.run` and :func:`mnist.run` (either may be None),
     reusing the sections they wrote (``uci.md``, ``mnist.md``)."""
     out = Path(out)
-    lines = ["# deepens: the Deep Ensembles paper's benchmarks, reproduced", "",
-             f"Reference: {paper.CITATION}.", "",
-             f"Machine: {platform.machine()}, {platform.system()}, JAX {jax.__version__} on "
-             f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s); written "
-             f"{time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
+    lines = [
+        "# deepens: the Deep Ensembles paper's benchmarks, reproduced",
+        "",
+        f"Reference: {paper.CITATION}.",
+        "",
+        f"Machine: {platform.machine()}, {platform.system()}, JAX {jax.__version__} on "
+        f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s); written "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}.",
+        "",
+    ]
     lines += _summary(uci_result["run"] if uci_result else None, mnist_result["run"] if mnist_result else None)
     for name in ("uci.md", "mnist.md"):
         if (out / name).is_file() and ((name == "uci.md" and uci_result) or (name == "mnist.md" and mnist_result)):
@@ -73,8 +92,10 @@ def rebuild(out: str | Path) -> Path:
     found: dict[str, dict[str, Any] | None] = {}
     for name, module in (("uci", uci), ("mnist", mnist)):
         if (out / f"{name}.json").is_file() and (out / f"{name}_run.json").is_file():
-            result = {"results": json.loads((out / f"{name}.json").read_text()),
-                      "run": json.loads((out / f"{name}_run.json").read_text())}
+            result = {
+                "results": json.loads((out / f"{name}.json").read_text()),
+                "run": json.loads((out / f"{name}_run.json").read_text()),
+            }
             (out / f"{name}.md").write_text(module.markdown(result["results"], result["run"]))
             found[name] = result
         else:
@@ -84,8 +105,14 @@ def rebuild(out: str | Path) -> Path:
     return write(out, found["uci"], found["mnist"])
 
 
-def run(out: str | Path, uci_settings: uci.Settings, mnist_settings: mnist.Settings, *, echo: bool = True,
-        shift_settings: Any = None) -> Path:
+def run(
+    out: str | Path,
+    uci_settings: uci.Settings,
+    mnist_settings: mnist.Settings,
+    *,
+    echo: bool = True,
+    shift_settings: Any = None,
+) -> Path:
     """Run both benchmarks into ``out`` and, with ``shift_settings`` (a
     :class:`deepens.experiments.shift.Settings`), the dataset-shift study into ``out/shift``; write the report."""
     uci_result = uci.run(out, uci_settings, echo=echo)

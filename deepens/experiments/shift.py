@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from scipy import special
+
 from deepens.adversarial import FGSM
 from deepens.calibration import fit_temperature
 from deepens.data import mnist as mnist_data
@@ -103,8 +104,10 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     x_train, y_train, x_val, y_val = x_all[:-n_val], y_all[:-n_val], x_all[-n_val:], y_all[-n_val:]
     x_test, y_test = test.features(), test.labels
     timings: dict[str, float] = {"load_seconds": round(time.perf_counter() - started, 2)}
-    say(f"loaded {len(x_train)} training, {n_val} validation, {len(x_test)} test images "
-        f"in {timings['load_seconds']:.1f} s")
+    say(
+        f"loaded {len(x_train)} training, {n_val} validation, {len(x_test)} test images "
+        f"in {timings['load_seconds']:.1f} s"
+    )
 
     steps = settings.epochs * -(-len(x_train) // min(settings.batch_size, len(x_train)))
     ensembles = {}
@@ -112,12 +115,25 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         begin = time.perf_counter()
         adversarial = FGSM(settings.eps, relative=False) if variant == "ensemble_at" else None
         slotted = variant in ("mimo", "batchensemble")
-        ensembles[variant] = _CachedOutputs(fit(
-            x_train, y_train, head="categorical", model=MLP(tuple(settings.hidden), 10, batch_norm=not slotted),
-            members=settings.members, epochs=settings.epochs, batch_size=settings.batch_size,
-            optimizer=settings.optimizer(steps), adversarial=adversarial, num_classes=10, seed=settings.seed,
-            devices=settings.devices, progress=echo, description=f"shift: {variant}",
-            method=variant if slotted else "ensemble"))
+        ensembles[variant] = _CachedOutputs(
+            fit(
+                x_train,
+                y_train,
+                head="categorical",
+                model=MLP(tuple(settings.hidden), 10, batch_norm=not slotted),
+                members=settings.members,
+                epochs=settings.epochs,
+                batch_size=settings.batch_size,
+                optimizer=settings.optimizer(steps),
+                adversarial=adversarial,
+                num_classes=10,
+                seed=settings.seed,
+                devices=settings.devices,
+                progress=echo,
+                description=f"shift: {variant}",
+                method=variant if slotted else "ensemble",
+            )
+        )
         timings[f"train_{variant}_seconds"] = round(time.perf_counter() - begin, 2)
         say(f"trained {variant} (M = {settings.members}) in {timings[f'train_{variant}_seconds']:.1f} s")
 
@@ -160,13 +176,19 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
     run_info = {
         "settings": dataclasses.asdict(settings),
         "temperature": temperature,
-        "data": {"train": list(train.files), "train_rows": len(x_train), "validation_rows": n_val,
-                 "test_rows": len(x_test), "train_images_approximate": train.approximate},
+        "data": {
+            "train": list(train.files),
+            "train_rows": len(x_train),
+            "validation_rows": n_val,
+            "test_rows": len(x_test),
+            "train_images_approximate": train.approximate,
+        },
         "timings": timings,
         "findings": findings(results),
         "rotated_accuracy_vs_confidence": {
             "thresholds": [round(float(t), 3) for t in thresholds],
-            **{m: [None if np.isnan(a) else float(a) for a in c.accuracy] for m, c in selective.items()}},
+            **{m: [None if np.isnan(a) else float(a) for a in c.accuracy] for m, c in selective.items()},
+        },
     }
     records = [{"method": m, **r} for m, rs in results.items() for r in rs]
     write_json(out / "shift.json", records)
@@ -215,8 +237,9 @@ def confidence_figure(curves: dict[str, Any]) -> Figure:
 def _by_intensity(records: list[dict[str, Any]], field: str) -> list[list[float]]:
     """Per intensity 0..5, the field over every corruption (intensity 0: the unshifted set)."""
     clean = [r[field] for r in records if r["kind"] == "rotate" and r["intensity"] == 0]
-    return [clean] + [[r[field] for r in records if r["kind"] in shift_data.CORRUPTIONS and r["intensity"] == i]
-                      for i in range(1, 6)]
+    return [clean] + [
+        [r[field] for r in records if r["kind"] in shift_data.CORRUPTIONS and r["intensity"] == i] for i in range(1, 6)
+    ]
 
 
 def corruption_boxes(results: dict[str, list[dict[str, Any]]]) -> Figure:
@@ -227,8 +250,13 @@ def corruption_boxes(results: dict[str, list[dict[str, Any]]]) -> Figure:
     for ax, field in zip(axes, ("ece", "brier")):
         for j, (method, records) in enumerate(results.items()):
             positions = np.arange(6) + (j - (len(results) - 1) / 2) * width
-            boxes = ax.boxplot(_by_intensity(records, field), positions=positions, widths=width * 0.9,
-                               patch_artist=True, showfliers=True)
+            boxes = ax.boxplot(
+                _by_intensity(records, field),
+                positions=positions,
+                widths=width * 0.9,
+                patch_artist=True,
+                showfliers=True,
+            )
             for patch in boxes["boxes"]:
                 patch.set_facecolor(f"C{j}")
             ax.plot([], [], color=f"C{j}", lw=6, label=method)
@@ -257,11 +285,17 @@ def findings(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         out[f"ensemble_lowest_{field}_share"] = float(np.mean([best[a].startswith("ensemble") for a in angles]))
     if "temperature" in results and "single" in results:
         far = [a for a in angles if a >= 60] or angles[-1:]
-        out["temperature_ece_gain_at_0"] = (_value(results["single"], "rotate", 0, "ece")
-                                            - _value(results["temperature"], "rotate", 0, "ece"))
-        out["temperature_ece_gain_beyond_60_mean"] = float(np.mean(
-            [_value(results["single"], "rotate", a, "ece") - _value(results["temperature"], "rotate", a, "ece")
-             for a in far]))
+        out["temperature_ece_gain_at_0"] = _value(results["single"], "rotate", 0, "ece") - _value(
+            results["temperature"], "rotate", 0, "ece"
+        )
+        out["temperature_ece_gain_beyond_60_mean"] = float(
+            np.mean(
+                [
+                    _value(results["single"], "rotate", a, "ece") - _value(results["temperature"], "rotate", a, "ece")
+                    for a in far
+                ]
+            )
+        )
     for method in methods:
         entropy = [_value(results[method], "rotate", a, "entropy") for a in angles]
         out[f"{method}_entropy_rotate_0_to_max"] = [entropy[0], max(entropy)]
@@ -271,46 +305,73 @@ def findings(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def markdown(results: dict[str, list[dict[str, Any]]], run_info: dict[str, Any]) -> str:
     """Tables of the rotation curve and of the corruption means, and the findings."""
     s = run_info["settings"]
-    lines = ["## Dataset shift on MNIST (Ovadia et al. 2019)", "",
-             f"MLP {' x '.join(map(str, s['hidden']))} ReLU with batch normalisation, {s['epochs']} epochs, "
-             f"M = {s['members']}, FGSM eps {s['eps']:g}, seed {s['seed']}; {run_info['data']['train_rows']} training, "
-             f"{run_info['data']['validation_rows']} validation, {run_info['data']['test_rows']} test images. "
-             f"Temperature T = {run_info['temperature']:.4f} (fitted on the validation rows; the softmax of one "
-             "network's logits divided by T). MIMO and BatchEnsemble use the MLP without batch normalisation. Brier is summed over "
-             "classes (in [0, 2]); NLL, entropy and knowledge in nats.", "",
-             "![rotation](shift_rotation.png)", "", "![translation](shift_translation.png)", "",
-             "![corruptions](shift_corruptions.png)", "",
-             "![confidence vs accuracy](shift_confidence_vs_accuracy.png)", ""]
+    lines = [
+        "## Dataset shift on MNIST (Ovadia et al. 2019)",
+        "",
+        f"MLP {' x '.join(map(str, s['hidden']))} ReLU with batch normalisation, {s['epochs']} epochs, "
+        f"M = {s['members']}, FGSM eps {s['eps']:g}, seed {s['seed']}; {run_info['data']['train_rows']} training, "
+        f"{run_info['data']['validation_rows']} validation, {run_info['data']['test_rows']} test images. "
+        f"Temperature T = {run_info['temperature']:.4f} (fitted on the validation rows; the softmax of one "
+        "network's logits divided by T). MIMO and BatchEnsemble use the MLP without batch normalisation. Brier is summed over "
+        "classes (in [0, 2]); NLL, entropy and knowledge in nats.",
+        "",
+        "![rotation](shift_rotation.png)",
+        "",
+        "![translation](shift_translation.png)",
+        "",
+        "![corruptions](shift_corruptions.png)",
+        "",
+        "![confidence vs accuracy](shift_confidence_vs_accuracy.png)",
+        "",
+    ]
     methods = list(results)
-    lines += ["| rotation | " + " | ".join(f"{m} acc / Brier / ECE / entropy" for m in methods) + " |",
-              "|---|" + "---|" * len(methods)]
+    lines += [
+        "| rotation | " + " | ".join(f"{m} acc / Brier / ECE / entropy" for m in methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
     for angle in ROTATIONS:
         cells = []
         for m in methods:
             r = next((r for r in results[m] if r["kind"] == "rotate" and r["intensity"] == angle), None)
-            cells.append("" if r is None else
-                         f"{r['accuracy']:.3f} / {r['brier']:.3f} / {r['ece']:.3f} / {r['entropy']:.3f}")
+            cells.append(
+                "" if r is None else f"{r['accuracy']:.3f} / {r['brier']:.3f} / {r['ece']:.3f} / {r['entropy']:.3f}"
+            )
         lines.append(f"| {angle} | " + " | ".join(cells) + " |")
-    lines += ["", "Means over the corruptions per intensity:", "",
-              "| intensity | " + " | ".join(f"{m} acc / Brier / ECE" for m in methods) + " |",
-              "|---|" + "---|" * len(methods)]
+    lines += [
+        "",
+        "Means over the corruptions per intensity:",
+        "",
+        "| intensity | " + " | ".join(f"{m} acc / Brier / ECE" for m in methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
     for i in range(6):
         cells = []
         for m in methods:
-            stats = [np.mean(v[i]) if v[i] else float("nan")
-                     for v in (_by_intensity(results[m], f) for f in ("accuracy", "brier", "ece"))]
+            stats = [
+                np.mean(v[i]) if v[i] else float("nan")
+                for v in (_by_intensity(results[m], f) for f in ("accuracy", "brier", "ece"))
+            ]
             cells.append(" / ".join(f"{v:.3f}" for v in stats))
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     f = run_info["findings"]
-    lines += ["", "Findings:", "",
-              f"- an ensemble has the lowest Brier at {100 * f['ensemble_lowest_brier_share']:.0f}% and the lowest "
-              f"ECE at {100 * f['ensemble_lowest_ece_share']:.0f}% of the rotation angles."]
+    lines += [
+        "",
+        "Findings:",
+        "",
+        f"- an ensemble has the lowest Brier at {100 * f['ensemble_lowest_brier_share']:.0f}% and the lowest "
+        f"ECE at {100 * f['ensemble_lowest_ece_share']:.0f}% of the rotation angles.",
+    ]
     if "temperature_ece_gain_at_0" in f:
-        lines.append(f"- temperature scaling lowers ECE by {f['temperature_ece_gain_at_0']:.4f} at 0 degrees and by "
-                     f"{f['temperature_ece_gain_beyond_60_mean']:.4f} on average at 60 degrees and beyond.")
+        lines.append(
+            f"- temperature scaling lowers ECE by {f['temperature_ece_gain_at_0']:.4f} at 0 degrees and by "
+            f"{f['temperature_ece_gain_beyond_60_mean']:.4f} on average at 60 degrees and beyond."
+        )
     for m in methods:
         lo, hi = f[f"{m}_entropy_rotate_0_to_max"]
         lines.append(f"- {m}: mean predictive entropy {lo:.3f} nats unrotated, up to {hi:.3f} under rotation.")
-    lines += ["", "Timings (s): " + ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}"
-                                               for k, v in run_info["timings"].items()), ""]
+    lines += [
+        "",
+        "Timings (s): " + ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}" for k, v in run_info["timings"].items()),
+        "",
+    ]
     return "\n".join(lines)

@@ -85,25 +85,41 @@ def train_splits(
         scale = np.ones((padded, x.shape[2]), np.float32)
     model = as_model(MLP(tuple(hidden), head.num_outputs(1)))
     optimizer = make_optimizer(float(learning_rate)) if optimizer is None else optimizer
-    program = Program(model, head, loss, optimizer, adversarial, batch,
-                      epochs_per_call(epochs, -(-n // batch)), False)
+    program = Program(model, head, loss, optimizer, adversarial, batch, epochs_per_call(epochs, -(-n // batch)), False)
     start = time.perf_counter()
     params, state = init_members(model, seed, ids, x[0, :1])
     init_s = time.perf_counter() - start
     params, state, history, timings = train_members(
-        program, params, state, x[of_split], y[of_split][..., None], epochs=epochs, seed=seed, member_ids=ids,
-        scale=scale, mesh=plan.training_mesh,
+        program,
+        params,
+        state,
+        x[of_split],
+        y[of_split][..., None],
+        epochs=epochs,
+        seed=seed,
+        member_ids=ids,
+        scale=scale,
+        mesh=plan.training_mesh,
     )
     params, state = jax.device_get((params, state))
     ensembles = []
     for s in range(splits):
         part = slice(s * members, (s + 1) * members)
         take = lambda leaf: np.asarray(leaf[part])  # noqa: E731
-        ensembles.append(Ensemble(
-            model=model, head=head, params=jax.tree.map(take, params), state=jax.tree.map(take, state),
-            input_shape=x.shape[2:], target_size=1, squeeze_target=True, history=history[:, part],
-            member_ids=tuple(range(members)), seed=seed,
-        ))
+        ensembles.append(
+            Ensemble(
+                model=model,
+                head=head,
+                params=jax.tree.map(take, params),
+                state=jax.tree.map(take, state),
+                input_shape=x.shape[2:],
+                target_size=1,
+                squeeze_target=True,
+                history=history[:, part],
+                member_ids=tuple(range(members)),
+                seed=seed,
+            )
+        )
     history = history[:, :networks].reshape(epochs, splits, members)
     return SplitEnsembles(tuple(ensembles), history, Timings(init_s + timings.compile_s, timings.train_s))
 
@@ -115,5 +131,3 @@ def group_by_size(sizes: list[int]) -> list[list[int]]:
     for i, size in enumerate(sizes):
         groups.setdefault(size, []).append(i)
     return list(groups.values())
-
-

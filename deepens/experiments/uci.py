@@ -38,8 +38,9 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import optax
@@ -47,8 +48,7 @@ import optax
 from deepens import metrics
 from deepens.adversarial import FGSM
 from deepens.data import paths, uci
-from deepens.experiments import paper
-from deepens.experiments import uci_calibration
+from deepens.experiments import paper, uci_calibration
 from deepens.experiments.splits import SplitEnsembles, group_by_size, train_splits
 from deepens.heads import Gaussian, Point
 from deepens.io import write_json
@@ -63,8 +63,15 @@ METHOD_LABELS = {
 }
 # Which training run gives each method: (loss, adversarial); singles are member 0 of their ensemble.
 RUNS = {"nll": ("ensemble", "single"), "nll_fgsm": ("ensemble_at", "single_at"), "mse": ("ensemble_mse",)}
-EXTRA_METRICS = ("nll_mixture", "crps", "coverage_0.5", "coverage_0.8", "coverage_0.9", "coverage_0.95",
-                 "miscalibration_area")
+EXTRA_METRICS = (
+    "nll_mixture",
+    "crps",
+    "coverage_0.5",
+    "coverage_0.8",
+    "coverage_0.9",
+    "coverage_0.95",
+    "miscalibration_area",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +84,16 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0 or self.weight_decay < 0 or self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"bad optimizer setting {self}: learning_rate > 0, weight_decay >= 0, "
-                             "schedule 'constant' or 'cosine'")
+            raise ValueError(
+                f"bad optimizer setting {self}: learning_rate > 0, weight_decay >= 0, schedule 'constant' or 'cosine'"
+            )
 
     def build(self, total_steps: int) -> optax.GradientTransformation:
-        rate = (optax.cosine_decay_schedule(self.learning_rate, total_steps) if self.schedule == "cosine"
-                else self.learning_rate)
+        rate = (
+            optax.cosine_decay_schedule(self.learning_rate, total_steps)
+            if self.schedule == "cosine"
+            else self.learning_rate
+        )
         if self.weight_decay:
             return optax.adamw(rate, weight_decay=self.weight_decay)
         return optax.adam(rate)
@@ -182,10 +193,19 @@ def _train(
         n = len(x[group[0]])
         steps = settings.epochs * -(-n // min(settings.batch_size, n))
         trained: SplitEnsembles = train_splits(
-            np.stack([x[i] for i in group]), np.stack([y[i] for i in group]), head=head, loss=loss,
-            hidden=(hidden,), members=settings.members, epochs=settings.epochs, batch_size=settings.batch_size,
-            learning_rate=optimizer.learning_rate, adversarial=adversarial, optimizer=_cached(optimizer, steps),
-            seed=settings.seed, devices=settings.devices,
+            np.stack([x[i] for i in group]),
+            np.stack([y[i] for i in group]),
+            head=head,
+            loss=loss,
+            hidden=(hidden,),
+            members=settings.members,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=optimizer.learning_rate,
+            adversarial=adversarial,
+            optimizer=_cached(optimizer, steps),
+            seed=settings.seed,
+            devices=settings.devices,
         )
         for i, ensemble in zip(group, trained.ensembles):
             ensembles[i] = ensemble
@@ -250,9 +270,12 @@ def run_dataset(dataset: uci.UCIDataset, settings: Settings) -> tuple[dict[str, 
     data = prepare(dataset)
     hidden = settings.hidden_for(dataset.name)
     started = time.perf_counter()
-    details: dict[str, Any] = {"hidden": hidden, "splits": dataset.n_splits,
-                               "train_rows": sorted({len(a) for a in data.x_train}),
-                               "test_rows": sorted({len(a) for a in data.x_test})}
+    details: dict[str, Any] = {
+        "hidden": hidden,
+        "splits": dataset.n_splits,
+        "train_rows": sorted({len(a) for a in data.x_train}),
+        "test_rows": sorted({len(a) for a in data.x_test}),
+    }
     if settings.optimizer is None:
         optimizer, details["selection"] = select_optimizer(data, settings, hidden)
     else:
@@ -268,8 +291,9 @@ def run_dataset(dataset: uci.UCIDataset, settings: Settings) -> tuple[dict[str, 
             per_split: dict[str, list[float]] = {}
             for e, xt, yt, sy in zip(ensembles, data.x_test, data.y_test, data.y_scaler):
                 member = e.select([0]) if method.startswith("single") else e
-                scores = metrics.evaluate(member.predict(xt), yt, target_shift=sy.mean, target_scale=sy.std,
-                                          levels=uci_calibration.LEVELS)
+                scores = metrics.evaluate(
+                    member.predict(xt), yt, target_shift=sy.mean, target_scale=sy.std, levels=uci_calibration.LEVELS
+                )
                 for key in ("rmse", "nll", *EXTRA_METRICS):
                     per_split.setdefault(key, []).append(scores[key])
             entry = _entry(per_split, len(ensembles), train_s, compile_s)
@@ -278,8 +302,11 @@ def run_dataset(dataset: uci.UCIDataset, settings: Settings) -> tuple[dict[str, 
             results[method] = entry
     if settings.calibrated and "ensemble" in settings.methods:
         per_method, splits, train_s, compile_s = uci_calibration.run(
-            data, lambda x, y: _train(x, y, "nll", settings, hidden, optimizer), settings.calibration_fraction,
-            settings.seed)
+            data,
+            lambda x, y: _train(x, y, "nll", settings, hidden, optimizer),
+            settings.calibration_fraction,
+            settings.seed,
+        )
         for method, per_split in per_method.items():
             results[method] = _entry(per_split, splits, train_s, compile_s)
     details["seconds"] = round(time.perf_counter() - started, 2)
@@ -351,8 +378,10 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         raise FileNotFoundError(f"no UCI data set folders in {root}")
     missing = [n for n in names if not (root / n).is_dir()]
     if missing:
-        raise ValueError(f"unknown data set{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} in "
-                         f"{root}; it has {', '.join(available) or 'none'}")
+        raise ValueError(
+            f"unknown data set{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} in "
+            f"{root}; it has {', '.join(available) or 'none'}"
+        )
     unknown = [m for m in settings.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
@@ -365,13 +394,18 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
         results[name], details[name] = run_dataset(dataset, settings)
         e = results[name].get("ensemble")
         summary = f"ensemble NLL {e['nll_mean']:.3f}, RMSE {e['rmse_mean']:.3f}; " if e else ""
-        console.print(f"{name}: {dataset.n_splits} splits, {details[name]['optimizer']}; {summary}"
-                      f"{details[name]['seconds']:.1f} s")
+        console.print(
+            f"{name}: {dataset.n_splits} splits, {details[name]['optimizer']}; {summary}"
+            f"{details[name]['seconds']:.1f} s"
+        )
     total = time.perf_counter() - started
     run_info = {
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("optimizer", "candidates")}
-        | {"optimizer": settings.optimizer.label if settings.optimizer else "chosen per data set on validation",
-           "candidates": [c.label for c in settings.candidates], "data_dir": str(root)},
+        | {
+            "optimizer": settings.optimizer.label if settings.optimizer else "chosen per data set on validation",
+            "candidates": [c.label for c in settings.candidates],
+            "data_dir": str(root),
+        },
         "datasets": details,
         "targets": targets(results),
         "calibrated_coverage_met": uci_calibration.coverage_met(results),
@@ -400,12 +434,19 @@ def _digits(name: str) -> int:
 
 def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
     """The UCI tables beside the published numbers (Table 1 and supplementary Table 2)."""
-    lines = ["## UCI regression (the paper's Table 1 and supplementary Table 2)", "",
-             f"Published numbers: {paper.CITATION}. Ours: mean ± standard error over the splits, test set, "
-             "original target units; NLL of the moment-matched Gaussian in nats.", ""]
-    lines += ["### Deep ensemble (M = 5, NLL) against Table 1", "",
-              "| data set | splits | RMSE ours | RMSE paper | NLL ours | NLL paper | PBP NLL | MC-dropout NLL | NLL ≤ paper | RMSE ≤ paper + SE |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## UCI regression (the paper's Table 1 and supplementary Table 2)",
+        "",
+        f"Published numbers: {paper.CITATION}. Ours: mean ± standard error over the splits, test set, "
+        "original target units; NLL of the moment-matched Gaussian in nats.",
+        "",
+    ]
+    lines += [
+        "### Deep ensemble (M = 5, NLL) against Table 1",
+        "",
+        "| data set | splits | RMSE ours | RMSE paper | NLL ours | NLL paper | PBP NLL | MC-dropout NLL | NLL ≤ paper | RMSE ≤ paper + SE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     checks = run_info.get("targets", {})
     for name, methods in results.items():
         e = methods.get("ensemble")
@@ -423,9 +464,13 @@ def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
             f"{_fmt(*published['mc_dropout'][2:]) if published else 'n/a'} | "
             f"{_yes(check.get('nll_met'))} | {_yes(check.get('rmse_met'))} |"
         )
-    lines += ["", "### All methods against supplementary Table 2 (NLL, then RMSE; paper in brackets)", "",
-              "| data set | " + " | ".join(m for m in METHODS if any(m in r for r in results.values())) + " |",
-              "|---|" + "---|" * sum(1 for m in METHODS if any(m in r for r in results.values()))]
+    lines += [
+        "",
+        "### All methods against supplementary Table 2 (NLL, then RMSE; paper in brackets)",
+        "",
+        "| data set | " + " | ".join(m for m in METHODS if any(m in r for r in results.values())) + " |",
+        "|---|" + "---|" * sum(1 for m in METHODS if any(m in r for r in results.values())),
+    ]
     shown = [m for m in METHODS if any(m in r for r in results.values())]
     for name, methods in results.items():
         cells = []
@@ -442,43 +487,64 @@ def markdown(results: dict[str, Any], run_info: dict[str, Any]) -> str:
                 rmse += f" [{_fmt(pub[0], pub[1], _digits(name))}]"
             cells.append(f"{nll}<br>{rmse}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Methods: " + "; ".join(f"`{m}` = {METHOD_LABELS[m]}" for m in shown) + ".", "",
-              "### Other scores of the same runs (means over splits)", "",
-              "| data set | method | exact-mixture NLL | CRPS | 95% interval coverage | miscalibration area |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Methods: " + "; ".join(f"`{m}` = {METHOD_LABELS[m]}" for m in shown) + ".",
+        "",
+        "### Other scores of the same runs (means over splits)",
+        "",
+        "| data set | method | exact-mixture NLL | CRPS | 95% interval coverage | miscalibration area |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, methods in results.items():
         for m in shown:
             o = methods.get(m)
             if o is None:
                 continue
-            lines.append(f"| {name} | {m} | {_fmt(o.get('nll_mixture_mean'))} | {_fmt(o.get('crps_mean'), digits=3)} | "
-                         f"{_fmt(o.get('coverage_095_mean'))} | {_fmt(o.get('miscalibration_area_mean'), digits=3)} |")
+            lines.append(
+                f"| {name} | {m} | {_fmt(o.get('nll_mixture_mean'))} | {_fmt(o.get('crps_mean'), digits=3)} | "
+                f"{_fmt(o.get('coverage_095_mean'))} | {_fmt(o.get('miscalibration_area_mean'), digits=3)} |"
+            )
     lines += ["", *uci_calibration.markdown(results)]
     lines += ["### Settings and time", ""]
     s = run_info["settings"]
-    lines.append(f"{s['members']} members, {s['epochs']} epochs, batch {s['batch_size']}, FGSM eps {s['eps']:g} of "
-                 f"each feature's range, seed {s['seed']}. Optimiser: {s['optimizer']}.")
+    lines.append(
+        f"{s['members']} members, {s['epochs']} epochs, batch {s['batch_size']}, FGSM eps {s['eps']:g} of "
+        f"each feature's range, seed {s['seed']}. Optimiser: {s['optimizer']}."
+    )
     if s["optimizer"].startswith("chosen"):
-        lines += ["", "The paper prints Adam 0.1 for every data set; that diverges here, so the optimiser is chosen per "
-                  "data set by the deep ensemble's NLL on 20% of each split's training rows (the test rows take no "
-                  "part). The candidate grid itself was picked after exploratory runs that did look at test scores "
-                  "of these splits."]
-    lines += ["", "| data set | hidden | optimiser used | validation NLL of each candidate (standardised targets) | "
-              "seconds (all methods) |",
-              "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "The paper prints Adam 0.1 for every data set; that diverges here, so the optimiser is chosen per "
+            "data set by the deep ensemble's NLL on 20% of each split's training rows (the test rows take no "
+            "part). The candidate grid itself was picked after exploratory runs that did look at test scores "
+            "of these splits.",
+        ]
+    lines += [
+        "",
+        "| data set | hidden | optimiser used | validation NLL of each candidate (standardised targets) | "
+        "seconds (all methods) |",
+        "|---|---|---|---|---|",
+    ]
     for name, d in run_info["datasets"].items():
         sel = d.get("selection", {}).get("validation_nll", {})
         text = "; ".join(f"{k}: {v:.3f}" for k, v in sel.items()) if sel else "fixed"
         lines.append(f"| {name} | {d['hidden']} | {d['optimizer']} | {text} | {d['seconds']:.1f} |")
     timing = "; ".join(
         f"{name}: compile {m['ensemble']['compile_seconds']:.1f} s, train {m['ensemble']['seconds']:.1f} s"
-        for name, m in results.items() if "ensemble" in m
+        for name, m in results.items()
+        if "ensemble" in m
     )
-    lines += ["", f"Deep-ensemble run per data set (all splits and members in one program): {timing}.",
-              f"Whole benchmark: {run_info['total_seconds']:.1f} s.", "", "![UCI NLL](uci.png)", ""]
+    lines += [
+        "",
+        f"Deep-ensemble run per data set (all splits and members in one program): {timing}.",
+        f"Whole benchmark: {run_info['total_seconds']:.1f} s.",
+        "",
+        "![UCI NLL](uci.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _yes(flag: bool | None) -> str:
     return "n/a" if flag is None else ("yes" if flag else "**no**")
-

@@ -18,7 +18,8 @@ take part in fitting anything.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,14 +47,26 @@ def holdout(x: list[np.ndarray], y: list[np.ndarray], fraction: float, seed: int
         cut = max(calib.MIN_ROWS, int(round(fraction * len(xs))))
         fit_rows, cal_rows = order[cut:], order[:cut]
         sx, sy = uci.Standardizer.fit(xs[fit_rows]), uci.Standardizer.fit(ys[fit_rows])
-        for bucket, value in zip(out, (sx.transform(xs[fit_rows]), sy.transform(ys[fit_rows]),
-                                       sx.transform(xs[cal_rows]), sy.transform(ys[cal_rows]), (sx, sy))):
+        for bucket, value in zip(
+            out,
+            (
+                sx.transform(xs[fit_rows]),
+                sy.transform(ys[fit_rows]),
+                sx.transform(xs[cal_rows]),
+                sy.transform(ys[cal_rows]),
+                (sx, sy),
+            ),
+        ):
             bucket.append(value)
     return out
 
 
-def run(data: Any, train: Callable[[list[np.ndarray], list[np.ndarray]], tuple[list[Any], float, float]],
-        fraction: float, seed: int) -> tuple[dict[str, dict[str, list[float]]], int, float, float]:
+def run(
+    data: Any,
+    train: Callable[[list[np.ndarray], list[np.ndarray]], tuple[list[Any], float, float]],
+    fraction: float,
+    seed: int,
+) -> tuple[dict[str, dict[str, list[float]]], int, float, float]:
     """Per-split scores of the three columns of :data:`CALIBRATED` for one data set (a ``uci.Prepared``):
     ``(per_split[method][metric], splits, train_s, compile_s)``. ``train(x, y)`` trains the deep ensemble
     on each split and returns ``(ensembles, compile_s, train_s)``."""
@@ -67,11 +80,15 @@ def run(data: Any, train: Callable[[list[np.ndarray], list[np.ndarray]], tuple[l
         prediction = e.predict(sx.transform(data.x_test[i]).astype(np.float32))
         # Targets: the fit rows' standardisation, then the split's, back to the original units.
         shift, scale = split_sy.mean + split_sy.std * sy.mean, split_sy.std * sy.std
-        for method, kind in (("ensemble_holdout", None), ("ensemble_conformal", "conformal"),
-                             ("ensemble_scale", "scale")):
+        for method, kind in (
+            ("ensemble_holdout", None),
+            ("ensemble_conformal", "conformal"),
+            ("ensemble_scale", "scale"),
+        ):
             cal, scores = (None, None) if kind is None else calib.fit_regression(y_cal[i], mean, std, kind, 0.9)
-            result = calib.regression_scores(prediction, data.y_test[i], cal, scores, target_shift=shift,
-                                             target_scale=scale, levels=LEVELS)
+            result = calib.regression_scores(
+                prediction, data.y_test[i], cal, scores, target_shift=shift, target_scale=scale, levels=LEVELS
+            )
             result["stretch"] = calib.stretch(cal)
             for key, value in result.items():
                 per_split[method].setdefault(key, []).append(float(value))
@@ -102,9 +119,11 @@ def nll_check(results: dict[str, Any], method: str = "ensemble_conformal") -> di
         if ours is None or ours.get("nll_mean") is None:
             continue
         se = ours.get("nll_se") or 0.0
-        out[name] = {key: methods[other]["nll_mean"] is not None and ours["nll_mean"] <= methods[other]["nll_mean"] + se
-                     for key, other in (("vs_ensemble", "ensemble"), ("vs_holdout", "ensemble_holdout"))
-                     if other in methods}
+        out[name] = {
+            key: methods[other]["nll_mean"] is not None and ours["nll_mean"] <= methods[other]["nll_mean"] + se
+            for key, other in (("vs_ensemble", "ensemble"), ("vs_holdout", "ensemble_holdout"))
+            if other in methods
+        }
     return out
 
 
@@ -113,13 +132,17 @@ def markdown(results: dict[str, Any]) -> list[str]:
     calibration, and NLL/RMSE beside the paper's column."""
     if not any(m in r for r in results.values() for m in CALIBRATED):
         return []
-    lines = ["### Calibrated on held-out rows (added columns; the paper's columns above are untouched)", "",
-             "The deep ensemble trained on 80% of each split's training rows, calibrated on the other 20% "
-             "(drawn per split from the seed); scores on the same test rows. `ensemble` is the paper's column "
-             "(all training rows, uncalibrated). Coverage: fraction of test targets inside the central "
-             f"interval, mean over splits; target for the conformal 90% interval: [{TARGET[0]}, {TARGET[1]}].", "",
-             "| data set | method | cov 50% | cov 80% | cov 90% | cov 95% | NLL | RMSE | std factor |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "### Calibrated on held-out rows (added columns; the paper's columns above are untouched)",
+        "",
+        "The deep ensemble trained on 80% of each split's training rows, calibrated on the other 20% "
+        "(drawn per split from the seed); scores on the same test rows. `ensemble` is the paper's column "
+        "(all training rows, uncalibrated). Coverage: fraction of test targets inside the central "
+        f"interval, mean over splits; target for the conformal 90% interval: [{TARGET[0]}, {TARGET[1]}].",
+        "",
+        "| data set | method | cov 50% | cov 80% | cov 90% | cov 95% | NLL | RMSE | std factor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     met = coverage_met(results)
     for name, methods in results.items():
         for m in ("ensemble", *CALIBRATED):
@@ -130,18 +153,27 @@ def markdown(results: dict[str, Any]) -> list[str]:
             cov90 = _cell(e, "coverage_09_mean")
             if m == "ensemble_conformal" and name in met:
                 cov90 += "" if met[name] else " **(outside)**"
-            lines.append(f"| {name} | {m} | {_cell(e, 'coverage_05_mean')} | {_cell(e, 'coverage_08_mean')} | "
-                         f"{cov90} | {_cell(e, 'coverage_095_mean')} | {nll} | {_cell(e, 'rmse_mean')} | "
-                         f"{_cell(e, 'stretch_mean')} |")
-    lines += ["", "Methods: " + "; ".join(f"`{m}` = {CALIBRATED_LABELS[m]}" for m in CALIBRATED) + ".",
-              f"Conformal 90% coverage in [{TARGET[0]}, {TARGET[1]}]: {sum(met.values())} of {len(met)} data sets"
-              + (f" (not: {', '.join(n for n, ok in met.items() if not ok)})" if not all(met.values()) else "") + "."]
+            lines.append(
+                f"| {name} | {m} | {_cell(e, 'coverage_05_mean')} | {_cell(e, 'coverage_08_mean')} | "
+                f"{cov90} | {_cell(e, 'coverage_095_mean')} | {nll} | {_cell(e, 'rmse_mean')} | "
+                f"{_cell(e, 'stretch_mean')} |"
+            )
+    lines += [
+        "",
+        "Methods: " + "; ".join(f"`{m}` = {CALIBRATED_LABELS[m]}" for m in CALIBRATED) + ".",
+        f"Conformal 90% coverage in [{TARGET[0]}, {TARGET[1]}]: {sum(met.values())} of {len(met)} data sets"
+        + (f" (not: {', '.join(n for n, ok in met.items() if not ok)})" if not all(met.values()) else "")
+        + ".",
+    ]
     checks = nll_check(results)
-    for key, what in (("vs_ensemble", "the paper's column (all training rows)"),
-                      ("vs_holdout", "the same networks uncalibrated")):
+    for key, what in (
+        ("vs_ensemble", "the paper's column (all training rows)"),
+        ("vs_holdout", "the same networks uncalibrated"),
+    ):
         failed = [n for n, c in checks.items() if not c.get(key, True)]
-        lines.append(f"Conformal NLL no worse than {what} by more than its standard error: "
-                     f"{len(checks) - len(failed)} of {len(checks)}"
-                     + (f" (not: {', '.join(failed)})" if failed else "") + ".")
+        lines.append(
+            f"Conformal NLL no worse than {what} by more than its standard error: "
+            f"{len(checks) - len(failed)} of {len(checks)}" + (f" (not: {', '.join(failed)})" if failed else "") + "."
+        )
     lines.append("")
     return lines

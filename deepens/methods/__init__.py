@@ -8,10 +8,10 @@ from deepens.methods.mimo import MIMO, MIMONetwork
 
 __all__ = [
     "METHODS",
+    "MIMO",
     "BatchEnsemble",
     "BatchEnsembleMLP",
     "DeepEnsemble",
-    "MIMO",
     "MIMONetwork",
     "Method",
     "get_method",

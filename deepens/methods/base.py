@@ -21,7 +21,8 @@ A new method is a new module that subclasses :class:`Method` and calls :func:`re
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from jax import Array

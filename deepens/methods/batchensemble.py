@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -113,4 +114,3 @@ class BatchEnsemble(SlottedMethod):
     def reduce_slots(self, per_example: Array) -> Array:
         """The mean of the members' losses, ``(B, k) -> (B,)``."""
         return jnp.mean(per_example, axis=-1)
-

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -174,4 +175,3 @@ class MIMO(SlottedMethod):
     def reduce_slots(self, per_example: Array) -> Array:
         """The sum of the subnetworks' losses, ``(B, k) -> (B,)``."""
         return jnp.sum(per_example, axis=-1)
-

@@ -26,7 +26,8 @@ Units trap: NLL and CRPS depend on the target's scale. A model trained on standa
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import ndtr
@@ -112,8 +113,15 @@ def laplace_nll(y: Any, *, loc: Any, scale: Any) -> np.ndarray:
     return -distributions.Laplace(loc, scale).log_prob(y)
 
 
-def mixture_nll(y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian",
-                member_dfs: Any = None, joint: bool = False) -> np.ndarray:
+def mixture_nll(
+    y: Any,
+    *,
+    member_locs: Any,
+    member_scales: Any,
+    family: str = "gaussian",
+    member_dfs: Any = None,
+    joint: bool = False,
+) -> np.ndarray:
     """Negative log-density of ``y`` under the exact uniform mixture of the members, in nats.
 
     Args:
@@ -214,8 +222,9 @@ def crps_laplace(y: Any, *, loc: Any, scale: Any) -> np.ndarray:
     return _laplace_abs_mean(np.abs(y - loc), scale) - 0.75 * scale
 
 
-def crps_mixture(y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian",
-                 member_dfs: Any = None) -> np.ndarray:
+def crps_mixture(
+    y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian", member_dfs: Any = None
+) -> np.ndarray:
     """CRPS of the uniform mixture of the members at ``y``, elementwise, in target units, in closed form:
     ``mean_m E|X_m - y| - mean_{m,n} E|X_m - X_n| / 2``; for Student-t members by quadrature of
     ``int (F(t) - 1[t >= y])^2 dt`` (:func:`deepens.metrics.student_t.crps_mixture`).
@@ -249,8 +258,9 @@ def crps_mixture(y: Any, *, member_locs: Any, member_scales: Any, family: str = 
 # --- PIT, coverage and calibration --------------------------------------------------------------------
 
 
-def mixture_cdf(y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian",
-                member_dfs: Any = None) -> np.ndarray:
+def mixture_cdf(
+    y: Any, *, member_locs: Any, member_scales: Any, family: str = "gaussian", member_dfs: Any = None
+) -> np.ndarray:
     """The mixture's CDF at ``y``, elementwise: the probability integral transform (PIT) values.
 
     For a calibrated forecaster the PIT values are uniform on [0, 1]. One Gaussian or Laplace is the

@@ -12,7 +12,8 @@ example with no true class, such as an out-of-distribution input, is never corre
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,8 +47,10 @@ def accuracy_vs_confidence(
     """Accuracy on the examples with confidence >= tau, for each threshold tau (default 0, 0.05, ..., 0.95,
     the range of the paper's Figure 6). A well-calibrated model's curve rises with tau."""
     ok, conf = _inputs("accuracy_vs_confidence", correct, confidence)
-    tau = np.linspace(0.0, 0.95, 20) if thresholds is None else _checks.floats(
-        "accuracy_vs_confidence", "thresholds", thresholds, min_ndim=1
+    tau = (
+        np.linspace(0.0, 0.95, 20)
+        if thresholds is None
+        else _checks.floats("accuracy_vs_confidence", "thresholds", thresholds, min_ndim=1)
     )
     if tau.ndim != 1:
         raise ValueError(f"accuracy_vs_confidence: thresholds must be 1-D, got shape {tau.shape}")

@@ -62,7 +62,7 @@ def _score(labels: np.ndarray, output: Any, bins: int) -> dict[str, float]:
         nll = categorical_nll(labels, probs=probs)
     uncertainty = categorical_uncertainty(member_probs)
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": accuracy(labels, probs),
         "nll": float(np.mean(nll)),
         "brier": float(np.mean(brier_summed(labels, probs))),

@@ -18,8 +18,9 @@ from deepens import distributions
 from deepens.mixture import UniformMixture
 
 
-def crps_mixture(y: np.ndarray, locs: np.ndarray, scales: np.ndarray, dfs: np.ndarray, *,
-                 points: int = 512, tail: float = 1e-9) -> np.ndarray:
+def crps_mixture(
+    y: np.ndarray, locs: np.ndarray, scales: np.ndarray, dfs: np.ndarray, *, points: int = 512, tail: float = 1e-9
+) -> np.ndarray:
     """CRPS of the uniform mixture of Student-t members at ``y``, elementwise, in target units.
 
     Args:

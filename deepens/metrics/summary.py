@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,12 @@ def evaluate(
     """
     if hasattr(prediction, "probs"):
         labels = np.asarray(y)
-        return classification_summary(labels, np.asarray(prediction.probs, np.float64),
-                                      nll=np.asarray(prediction.nll(labels), np.float64), bins=bins)
+        return classification_summary(
+            labels,
+            np.asarray(prediction.probs, np.float64),
+            nll=np.asarray(prediction.nll(labels), np.float64),
+            bins=bins,
+        )
     locs, scales, family = member_locs_and_scales(prediction)
     degenerate = np.flatnonzero(np.ravel(np.all(scales == 0, axis=0) & np.all(locs == locs[:1], axis=0)))
     if len(degenerate):
@@ -72,6 +77,11 @@ def evaluate(
     scale = np.asarray(target_scale, np.float64)
     if np.any(scale <= 0):
         raise ValueError(f"evaluate: target_scale must be > 0, got {target_scale}")
-    return regression_summary(y, member_locs=locs * scale + np.asarray(target_shift, np.float64),
-                              member_scales=scales * scale, family=family, levels=levels,
-                              member_dfs=member_dfs(prediction))
+    return regression_summary(
+        y,
+        member_locs=locs * scale + np.asarray(target_shift, np.float64),
+        member_scales=scales * scale,
+        family=family,
+        levels=levels,
+        member_dfs=member_dfs(prediction),
+    )

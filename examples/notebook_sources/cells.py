@@ -17,7 +17,7 @@ def code(text: str, *, figure: bool = False) -> nbformat.NotebookNode:
     return cell
 
 
-SETUP = '''
+SETUP = """
 %matplotlib inline
 import os
 import time
@@ -38,4 +38,4 @@ QUICK = os.environ.get("DEEPENS_QUICK", "0") not in ("", "0")
 enable_compilation_cache()  # compiled programs are kept on disk: a second run skips most compilation
 print(f"deepens {deepens.__version__}, JAX {jax.__version__} on {jax.devices()[0].platform}; "
       f"{'quick mode (DEEPENS_QUICK=1)' if QUICK else 'full settings'}")
-'''
+"""

@@ -3,7 +3,7 @@
 from notebook_sources.cells import SETUP, code, md
 
 CELLS = [
-    md('''
+    md("""
 # Deep ensembles, Part I: scoring rules, adversarial training, ensembles
 
 This notebook walks through the practical on *Simple and Scalable Predictive Uncertainty Estimation using
@@ -21,9 +21,9 @@ its *data* and *knowledge* parts, and end with calibration and the discussion qu
 number or a figure computed here.
 
 Set `DEEPENS_QUICK=1` in the environment to run everything small (about a minute on a laptop).
-'''),
+"""),
     code(SETUP),
-    code('''
+    code("""
 if QUICK:
     REG_STEPS, SPIRAL_POINTS, SPIRAL_EPOCHS, GRID = 600, 300, 100, 100
 else:  # the practical's settings (GUIDE section 3)
@@ -31,8 +31,8 @@ else:  # the practical's settings (GUIDE section 3)
 REG = dict(hidden=(10, 6, 30), learning_rate=0.08, epochs=REG_STEPS, batch_size=None, progress=False)  # full batch: epochs = steps
 SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.1, weight_decay=1e-3, batch_size=None,
               epochs=SPIRAL_EPOCHS, progress=False)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 1. Proper scoring rules
 
 A *scoring rule* $S(p, y)$ says how good a predictive distribution $p$ was once we see the outcome $y$ (here:
@@ -65,8 +65,8 @@ are heavier, so an outlier costs less.
 $\sum_k (p_k - \mathbb{1}[k = y])^2$ is proper too.
 
 Each formula against `scipy`, on random arguments:
-'''),
-    code('''
+"""),
+    code("""
 from scipy import special, stats
 from deepens import losses
 
@@ -84,14 +84,15 @@ for name, (ours, reference) in checks.items():
     error = np.max(np.abs(np.asarray(ours) - reference) / (1 + np.abs(reference)))
     print(f"{name:<28} largest relative difference from scipy: {error:.1e}")
     assert error < 1e-5, name
-'''),
-    md(r'''
+"""),
+    md(r"""
 Properness, seen numerically: draw many $y$ from $q = \mathcal N(0, 2^2)$ and score predictions
 $\mathcal N(0, \sigma^2)$ for a range of $\sigma$. The expected NLL is lowest at the true $\sigma = 2$. For
 contrast, the *linear score* $-p(y)$ (reward the density at the outcome) looks reasonable but is improper: it
 is lowest for a prediction far more confident than the truth.
-'''),
-    code('''
+"""),
+    code(
+        """
 y_q = rng.normal(0.0, 2.0, 50_000)
 sigmas = np.linspace(0.3, 5.0, 95)
 # scipy's densities, which the cell above showed equal to deepens' losses
@@ -111,8 +112,10 @@ for ax in axes:
     ax.legend()
 plt.tight_layout()
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 2. Adversarial training (fast gradient sign method)
 
 An adversarial example moves an input a little in the direction that increases the loss most. The fast
@@ -125,8 +128,8 @@ or a fraction of each feature's range (`FGSM(0.01)`, the paper's); inputs are ne
 
 The toy regression: 40 points, $x \sim U(-4, 4)$, $y = x^3 + \mathcal N(0, 3^2)$, and a 1-10-6-30-2 network
 (a Gaussian head: mean and scale) trained with Adam at 0.08 for 600 full-batch steps.
-'''),
-    code('''
+"""),
+    code("""
 from deepens import FGSM
 from deepens.adversarial import fgsm_perturb
 
@@ -150,8 +153,9 @@ loss_clean, loss_adv = np.asarray(loss_at(x)), np.asarray(loss_at(x_adv))
 print(f"every point moved by exactly eps: {np.allclose(np.abs(x_adv - x), EPS)}; "
       f"the loss rose at {np.mean(loss_adv > loss_clean):.0%} of the points "
       f"(mean {loss_clean.mean():.3f} -> {loss_adv.mean():.3f})")
-'''),
-    code('''
+"""),
+    code(
+        """
 grid = np.linspace(-4.5, 4.5, 300, dtype=np.float32)[:, None]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 axes[0].plot(grid[:, 0], np.asarray(one.predict(grid).mean), color="0.3", label="network mean")
@@ -176,8 +180,10 @@ axes[1].set(title="per-point NLL: clean x against adversarial x'", xlabel="NLL a
 axes[1].legend()
 plt.tight_layout()
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 3. The toy regression: one network, FGSM, an ensemble of 6, and both
 
 The practical's four runs, plus a Laplace ensemble. Members of an ensemble differ only by their random
@@ -188,8 +194,8 @@ $$\mu_* = \tfrac1M \textstyle\sum_m \mu_m, \qquad
 \sigma_*^2 = \tfrac1M \sum_m (\sigma_m^2 + \mu_m^2) - \mu_*^2 .$$
 Thin coloured lines are the members (mean +-1 std), grey bands the ensemble's +-1 and +-3 std, the dashed
 red line the truth $x^3$. Test scores are on 2,000 fresh points from the same generator (inside $[-4, 4]$).
-'''),
-    code('''
+"""),
+    code("""
 ensemble6_fgsm = deepens.fit(x, y, head="gaussian", members=6, seed=0, adversarial=FGSM(EPS, relative=False), **REG)
 fits = {
     "one network": one,                                   # member 0 of each ensemble (see section 2)
@@ -208,8 +214,9 @@ regression_table = pd.DataFrame(rows).set_index("run")
 print(f"training seconds (all members together, after compiling): ensemble {ensemble6.timings.train_s:.2f}, "
       f"with FGSM {ensemble6_fgsm.timings.train_s:.2f}")
 regression_table.round(3)
-'''),
-    code('''
+"""),
+    code(
+        """
 fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
 for ax, name in zip(axes.ravel(), runs):
     plots.regression_panel(ax, fits[name], x, y, truth=toy.cubic_truth,
@@ -217,16 +224,19 @@ for ax, name in zip(axes.ravel(), runs):
 axes[0, 0].legend(fontsize=8, loc="upper left")
 plt.tight_layout()
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 **Where does the uncertainty come from?** The mixture variance splits into the mean of the members'
 variances (*aleatoric*: the noise each member sees in the data) and the variance of the members' means
 (*epistemic*: their disagreement, which more data would remove):
 $\sigma_*^2 = \underbrace{\tfrac1M\sum_m \sigma_m^2}_{\text{aleatoric}} +
 \underbrace{\tfrac1M\sum_m (\mu_m - \mu_*)^2}_{\text{epistemic}}$. We check the identity and the moment-matching
 formula by hand, then plot both parts across $x \in [-6, 6]$; the training inputs lie in $[-4, 4]$ (shaded).
-'''),
-    code('''
+"""),
+    code(
+        """
 wide = np.linspace(-6, 6, 400, dtype=np.float32)[:, None]
 p6 = fits["ensemble of 6"].predict(wide)
 means, variances = np.asarray(p6.member_means, np.float64), np.asarray(p6.member_variances, np.float64)
@@ -248,8 +258,10 @@ ax.set(yscale="log", xlabel="x", ylabel="std", title="ensemble of 6: the two par
 ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 4. Classification on three spirals
 
 Three interleaved spiral arms (1,000 points each in the practical, noise 0.3), a 2-150-150-3 network trained
@@ -263,8 +275,8 @@ average of the members' probabilities, and its uncertainty (in nats) splits in t
 
 Each figure: the data, the predicted class (faded where the ensemble is unsure), data uncertainty and
 knowledge uncertainty on a grid around the data.
-'''),
-    code('''
+"""),
+    code("""
 xs, ys = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=0)
 xs_test, ys_test = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=1)
 ensemble4 = deepens.fit(xs, ys, members=4, seed=0, **SPIRAL)
@@ -279,18 +291,21 @@ for name, ensemble in spiral_fits.items():
     rows.append({"run": name, **{k: scores[k] for k in ("accuracy", "nll", "brier_summed", "ece")}})
 spiral_table = pd.DataFrame(rows).set_index("run")
 spiral_table.round(4)
-'''),
-    code('''
+"""),
+    code(
+        """
 for name, ensemble in spiral_fits.items():
     display(plots.classification_figure(ensemble, xs, ys, resolution=GRID,
                                         title=f"spirals, {name}: test accuracy {spiral_table.loc[name, 'accuracy']:.3f}"))
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 **The decomposition, checked by hand.** From the members' probabilities on the grid, with numpy only: the
 entropy of the mean, the mean of the entropies, their difference, and the same difference written as the
 average KL divergence of each member from the mean (the Jensen-Shannon divergence of the members).
-'''),
-    code('''
+"""),
+    code("""
 xx, yy, points = plots.grid_over(xs, GRID, 0.5)
 prediction = spiral_fits["ensemble of 4"].predict(points)
 pm = np.asarray(prediction.member_probs, np.float64)              # (M, N, K)
@@ -305,8 +320,8 @@ print("knowledge = total - data:       ", np.allclose(u.knowledge, total - data,
 print("knowledge = mean KL from mean:  ", np.allclose(u.knowledge, kl_from_mean, atol=1e-5))
 print("knowledge >= 0 everywhere:      ", bool(np.all(np.asarray(u.knowledge) >= 0)))
 print("one network: knowledge is 0:    ", float(np.max(spiral_fits["one network"].predict(points).uncertainty.knowledge)) == 0.0)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 5. Calibration
 
 A classifier is *calibrated* when, among the inputs it gives confidence 0.8, it is right 80% of the time. The
@@ -314,34 +329,42 @@ reliability diagram bins the test points by confidence and compares each bin's a
 confidence; the expected calibration error (ECE) is the gap averaged over bins, weighted by their counts. For
 regression the analogue is the probability integral transform: the predictive CDF at each observation is
 uniform on [0, 1] when the predictive distributions are right, so every central interval holds its share.
-'''),
-    code('''
+"""),
+    code(
+        """
 for name in ("one network", "ensemble of 4"):
     reliability = metrics.reliability_diagram(ys_test, spiral_fits[name].predict(xs_test).probs, bins=10)
     display(plots.reliability_figure(reliability, title=f"spirals, {name}"))
-''', figure=True),
-    code('''
+""",
+        figure=True,
+    ),
+    code(
+        """
 pit_values = {name: np.asarray(fits[name].predict(x_test).cdf(y_test)) for name in ("one network", "ensemble of 6")}
 for name, values in pit_values.items():
     coverage = metrics.central_coverage(values, (0.5, 0.9))
     display(plots.regression_calibration_figure(
         values, title=f"cubic, {name}: 50% interval holds {coverage[0]:.0%}, 90% holds {coverage[1]:.0%}"))
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 6. Discussion questions
 
 Each answer below is computed from the runs above, so it stays true to what this notebook did (rerun it
 with other seeds or settings and the sentences follow the numbers).
 
 **Q1. Why train on a proper scoring rule rather than on the squared error?**
-'''),
-    code('''
+"""),
+    code("""
 print(f"Under the log score the best predicted sigma was {best_nll:.2f} (truth 2.00); under the improper linear "
       f"score it was {best_linear:.2f}: an improper rule rewards overconfidence. The squared error fits only a "
       "mean and has no sigma at all: an ensemble trained on it can express only its members' disagreement.")
-'''),
-    md('**Q2. Does the ensemble know where it has not seen data? Compare its predictive std inside and outside the training range.**'),
-    code('''
+"""),
+    md(
+        "**Q2. Does the ensemble know where it has not seen data? Compare its predictive std inside and outside the training range.**"
+    ),
+    code("""
 rows = []
 for name in runs:
     std = np.asarray(fits[name].predict(wide).std)
@@ -356,9 +379,9 @@ print(f"The ensemble of 6's std grows {growth.loc['ensemble of 6', 'ratio']:.1f}
       f"{e_in:.1f} inside the data to {e_out:.1f} outside: the members agree where they were trained and "
       "disagree where they extrapolate.")
 assert growth.loc["ensemble of 6", "ratio"] > 2 and e_out > 2 * e_in
-'''),
-    md('**Q3. What did adversarial training change on this toy problem?**'),
-    code('''
+"""),
+    md("**Q3. What did adversarial training change on this toy problem?**"),
+    code("""
 nll = regression_table["test NLL"]
 for base in ("one network", "ensemble of 6"):
     before, after = nll[base], nll[base + " + FGSM"]
@@ -370,9 +393,12 @@ print(f"For one network, FGSM lowered the test NLL by {fgsm_gain:.3f} and ensemb
       "differences of a tenth of a nat are weak evidence (rerun with seed=1 and compare); the paper's case for "
       "FGSM rests on its larger benchmarks. Look at the figure of section 3 for what it changes: FGSM widens the "
       "bands beyond the data (the table of Q2 measures it).")
-'''),
-    md('**Q4. How many members are enough?** An ensemble of the first $m$ members is `ensemble.select(range(m))`, so no retraining is needed.'),
-    code('''
+"""),
+    md(
+        "**Q4. How many members are enough?** An ensemble of the first $m$ members is `ensemble.select(range(m))`, so no retraining is needed."
+    ),
+    code(
+        """
 # The first m members' mixture, from the members' predictions (scored on the host, nothing recompiled).
 p_cubic, p_spiral = fits["ensemble of 6"].predict(x_test), spiral_fits["ensemble of 4"].predict(xs_test)
 mu_m, sd_m = np.asarray(p_cubic.member_means), np.sqrt(np.asarray(p_cubic.member_variances))
@@ -394,9 +420,13 @@ for task, curve in (("cubic", cubic_curve), ("spirals", spiral_curve)):
         f"the largest improvement, {steps[best]:.4f} nats, is from M = {best + 1} to {best + 2}."
         if steps[best] > 0 else "adding members did not lower it.")
           + f" All {len(curve)} members: {100 * (curve[0] - curve[-1]) / curve[0]:.1f}% below one member.")
-''', figure=True),
-    md('**Q5. Where is each kind of uncertainty high on the spirals, and which one flags inputs unlike the training data?**'),
-    code('''
+""",
+        figure=True,
+    ),
+    md(
+        "**Q5. Where is each kind of uncertainty high on the spirals, and which one flags inputs unlike the training data?**"
+    ),
+    code("""
 from scipy.spatial import cKDTree
 
 distance = cKDTree(xs).query(points)[0]                         # grid point to nearest training point
@@ -412,9 +442,9 @@ print("Data uncertainty is high where the arms overlap (the boundaries inside th
       "Far out in a region all members give to one class it stays near zero: ReLU networks extrapolate with "
       "confidence, and an ensemble only helps where its members disagree.")
 assert knowledge_u[far].mean() > 2 * knowledge_u[near].mean()
-'''),
-    md('**Q6. Is the ensemble better calibrated than one network?**'),
-    code('''
+"""),
+    md("**Q6. Is the ensemble better calibrated than one network?**"),
+    code("""
 one_row, ens_row = spiral_table.loc["one network"], spiral_table.loc["ensemble of 4"]
 print(f"spirals: ECE {one_row['ece']:.4f} for one network, {ens_row['ece']:.4f} for the ensemble "
       f"(the {'ensemble' if ens_row['ece'] < one_row['ece'] else 'one network'} is lower); "
@@ -433,18 +463,18 @@ print(f"bootstrap std of the ensemble's ECE over resampled test sets: {ece_sprea
       "smaller than about twice that are noise. The NLL, a proper score, weighs sharpness and calibration together.")
 area = {name: metrics.miscalibration_area(values) for name, values in pit_values.items()}
 print(f"cubic: miscalibration area (0 is perfect) {area['one network']:.3f} for one network, {area['ensemble of 6']:.3f} for the ensemble.")
-'''),
-    md('''
+"""),
+    md("""
 **Q7. Laplace or Gaussian?** The noise in this toy problem is Gaussian, so the Gaussian head is the right
 family; the Laplace head pays for its heavier tails and sharper peak (compare the rows of the table in
 section 3):
-'''),
-    code('''
+"""),
+    code("""
 g, l = regression_table.loc["ensemble of 6", "test NLL"], regression_table.loc["laplace, ensemble of 6", "test NLL"]
 print(f"ensemble of 6: Gaussian test NLL {g:.3f}, Laplace {l:.3f}: the {'Gaussian' if g < l else 'Laplace'} head scores better here.")
-'''),
-    md('''
+"""),
+    md("""
 Next: `practical_part2.ipynb` puts several members inside one network (MIMO and BatchEnsemble) and weighs
 what they cost against the deep ensemble.
-'''),
+"""),
 ]

@@ -3,7 +3,7 @@
 from notebook_sources.cells import SETUP, code, md
 
 CELLS = [
-    md(r'''
+    md(r"""
 # Deep ensembles, Part II: ensembles inside one network (MIMO and BatchEnsemble)
 
 A deep ensemble of $M$ networks costs $M$ times one network: $M\times$ the parameters to store, $M\times$ the
@@ -27,9 +27,9 @@ per member. The arithmetic is another matter: a BatchEnsemble still runs $M$ for
 weights), MIMO runs one. We measure all of it below: parameters, training seconds, prediction seconds.
 
 All three are `deepens.fit(..., method="ensemble" | "mimo" | "batchensemble")`.
-'''),
+"""),
     code(SETUP),
-    code('''
+    code("""
 if QUICK:
     SPIRAL_POINTS, SPIRAL_EPOCHS, GRID = 300, 100, 100
 else:  # the practical's settings
@@ -40,8 +40,8 @@ SPIRAL = dict(head="categorical", hidden=(150, 150), learning_rate=0.03, weight_
               epochs=SPIRAL_EPOCHS, progress=False, seed=0)
 xs, ys = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=0)
 xs_test, ys_test = toy.spirals(SPIRAL_POINTS, noise=0.3, seed=1)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 1. Four ways to train on the spirals
 
 One network, a deep ensemble of 4, MIMO with 4 subnetworks ($\rho = 0$, $b = 1$) and a BatchEnsemble of 4,
@@ -52,10 +52,11 @@ One change from Part I: Adam's learning rate is 0.03, not 0.1, for all four. Pac
 makes a step of the shared weights move every member at once, and a BatchEnsemble member's weight is a
 product $W \circ (r s^	op)$ that a step changes more than a plain weight. In full-size runs made while writing
 this notebook, at 0.1 one of the BatchEnsemble's four members failed (test accuracy 0.68 against 0.97-0.99)
-and MIMO with $ho = 0.5$, $b = 2$ diverged late in training (final loss 3.3 against a best of 0.2); at 0.03
+and MIMO with $
+ho = 0.5$, $b = 2$ diverged late in training (final loss 3.3 against a best of 0.2); at 0.03
 every run trained stably. The cell below checks each fit's training loss for such a late blow-up.
-'''),
-    code('''
+"""),
+    code("""
 deep = deepens.fit(xs, ys, members=M, method="ensemble", **SPIRAL)
 models = {
     "one network": deepens.fit(xs, ys, members=1, **SPIRAL),
@@ -69,14 +70,14 @@ for name, model in models.items():
     print(f"{name:<14} members {model.members}, networks {model.networks}; "
           f"training loss final {np.round(final, 3)}, best {np.round(best, 3)}")
     assert np.all(final < 1.5 * best + 0.05), f"{name}: the training loss rose at the end (diverged?)"
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 2. What each one costs, and what it buys
 
 Parameters are counted from the trained pytrees. Prediction time is the median of five predictions on a
 grid of inputs, after a first call that compiles. Scores are on a fresh test sample.
-'''),
-    code('''
+"""),
+    code("""
 xx, yy, points = plots.grid_over(xs, GRID, 0.5)
 
 def predict_seconds(model, x, repeats=5):
@@ -101,8 +102,9 @@ for column in ("parameters", "train s", "predict s"):
 print(f"prediction on {len(points)} grid points")
 table.round({"train s": 3, "predict s": 4, "accuracy": 4, "NLL": 4, "ECE": 4,
              "parameters / one network": 2, "train s / one network": 2, "predict s / one network": 2})
-'''),
-    code('''
+"""),
+    code(
+        """
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
 names = list(table.index)
 colours = ["0.6", "tab:blue", "tab:orange", "tab:green"]
@@ -114,19 +116,25 @@ for ax, column in zip(axes, ("parameters / one network", "train s / one network"
 fig.suptitle(f"cost relative to one network (M = {M})")
 plt.tight_layout()
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 3. Their uncertainty, next to the deep ensemble's
 
 The same four panels as in Part I for each method, then the data and knowledge uncertainty of the three side
 by side, on one colour scale per row.
-'''),
-    code('''
+"""),
+    code(
+        """
 for name in ("deep ensemble", "MIMO", "BatchEnsemble"):
     display(plots.classification_figure(models[name], xs, ys, resolution=GRID,
                                         title=f"{name}: test accuracy {table.loc[name, 'accuracy']:.3f}, NLL {table.loc[name, 'NLL']:.3f}"))
-''', figure=True),
-    code('''
+""",
+        figure=True,
+    ),
+    code(
+        """
 methods = ("deep ensemble", "MIMO", "BatchEnsemble")
 uncertainty = {name: models[name].predict(points).uncertainty for name in methods}
 fig, axes = plt.subplots(2, 3, figsize=(13, 8.2), layout="constrained")
@@ -140,16 +148,18 @@ for row, kind in enumerate(("data", "knowledge")):
         ax.set_title(f"{name}: {kind} uncertainty")
     fig.colorbar(image, ax=axes[row], label="nats", shrink=0.8)
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 4. MIMO's knobs: input and batch repetition
 
 With $\rho > 0$ part of every batch shows the same row in all slots, so the subnetworks share more of their
 features (Havasi et al. found it helps accuracy when the network is small, at some cost in diversity; the
 table measures both here); $b > 1$ shows each row several times per epoch with different partners in the
 other slots.
-'''),
-    code('''
+"""),
+    code("""
 from scipy.spatial import cKDTree
 
 mimo_shared = deepens.fit(xs, ys, members=M, method="mimo", input_repetition=0.5, batch_repetition=2, **SPIRAL)
@@ -168,15 +178,15 @@ for name, model in (("MIMO rho=0, b=1", models["MIMO"]), ("MIMO rho=0.5, b=2", m
                  "train s": model.timings.train_s})
 knobs = pd.DataFrame(rows).set_index("model")
 knobs.round(4)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 5. Discussion questions
 
 Answered from the numbers computed above.
 
 **Q1. What does each method save against the deep ensemble?**
-'''),
-    code('''
+"""),
+    code("""
 d = table.loc["deep ensemble"]
 for name in ("MIMO", "BatchEnsemble"):
     r = table.loc[name]
@@ -184,9 +194,9 @@ for name in ("MIMO", "BatchEnsemble"):
           f"{r['train s'] / d['train s']:.0%} of its training time and {r['predict s'] / d['predict s']:.0%} of its "
           f"prediction time; test NLL {r['NLL']:.3f} against {d['NLL']:.3f}, accuracy {r['accuracy']:.3f} against {d['accuracy']:.3f}.")
 print("BatchEnsemble saves memory (shared weights) but still runs M forward passes; MIMO runs one.")
-'''),
-    md('**Q2. Do the members inside one network disagree away from the data as much as independent networks do?**'),
-    code('''
+"""),
+    md("**Q2. Do the members inside one network disagree away from the data as much as independent networks do?**"),
+    code("""
 k = knobs["knowledge far from data"]
 print(f"Mean knowledge uncertainty far from the data: deep ensemble {k['deep ensemble']:.3f} nats, MIMO "
       f"{k['MIMO rho=0, b=1']:.3f}, MIMO with rho = 0.5 {k['MIMO rho=0.5, b=2']:.3f}. "
@@ -195,11 +205,11 @@ print(f"Mean knowledge uncertainty far from the data: deep ensemble {k['deep ens
          "Here sharing inputs did not make the subnetworks more alike far from the data."))
 be_far = float(np.mean(np.asarray(uncertainty["BatchEnsemble"].knowledge)[far]))
 print(f"BatchEnsemble: {be_far:.3f} nats far from the data.")
-'''),
-    md(r'''
+"""),
+    md(r"""
 **Q3. When would you still pay for a deep ensemble?** When the best uncertainty matters more than the cost:
 compare the NLL and the knowledge maps above; and when the members must be trained or stored separately
 (a deep ensemble's members can be trained on different machines and selected afterwards with
 `ensemble.select`, which MIMO and BatchEnsemble cannot do).
-'''),
+"""),
 ]

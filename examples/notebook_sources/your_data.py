@@ -3,7 +3,7 @@
 from notebook_sources.cells import SETUP, code, md
 
 CELLS = [
-    md(r'''
+    md(r"""
 # Deep ensembles on your own data
 
 A practitioner's walk-through: a table of numbers in a CSV file, a column to predict, and the questions that
@@ -15,9 +15,9 @@ below is what you would run on your own file: replace the cell marked **your dat
 Covered: the scikit-learn estimators `DeepEnsembleRegressor` and `DeepEnsembleClassifier`, calibrated
 intervals and their coverage, calibration plots, the split of the uncertainty, saving and loading, and the
 `deepens` command line on the same CSV files.
-'''),
+"""),
     code(SETUP),
-    code('''
+    code("""
 import json
 import shutil
 import subprocess
@@ -36,15 +36,15 @@ from deepens import DeepEnsembleClassifier, DeepEnsembleRegressor
 EPOCHS, MEMBERS = 40, (3 if QUICK else 5)
 WORK = Path(tempfile.mkdtemp(prefix="deepens-your-data-"))   # every file this notebook writes goes here
 print("writing to", WORK)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 1. Your data
 
 **Your data:** replace the first line by `frame = pd.read_csv("your_file.csv")` and `TARGET` by the column
 to predict. The split keeps a quarter of the rows aside as a test set that no fit below ever sees; we save
 both parts as CSV files for the command line in section 6.
-'''),
-    code('''
+"""),
+    code("""
 frame = load_diabetes(as_frame=True).frame          # your data: frame = pd.read_csv("your_file.csv")
 TARGET = "target"                                    # your data: the column to predict
 
@@ -55,8 +55,8 @@ X_train, y_train = train.drop(columns=TARGET), train[TARGET]
 X_test, y_test = test.drop(columns=TARGET), test[TARGET]
 print(f"{len(train)} training rows, {len(test)} test rows, {X_train.shape[1]} features")
 frame.describe().T.round(3)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 2. The estimator
 
 `DeepEnsembleRegressor` standardises inputs and targets with the training statistics, trains $M = 5$ networks (3 in quick mode)
@@ -65,8 +65,8 @@ on the Gaussian NLL, and answers in the target's own units. By default (`calibra
 $|y - \mu| / \sigma$, and the interval at level $\alpha$ is $\mu \pm q\,\sigma$ with $q$ the
 $\lceil (n + 1)\alpha \rceil$-th smallest score, which covers at least $\alpha$ of new rows drawn like the
 training rows. `calibration=None` trains on every row and gives the raw mixture's intervals. We fit both.
-'''),
-    code('''
+"""),
+    code("""
 settings = dict(members=MEMBERS, hidden_layer_sizes=(50,), epochs=EPOCHS, learning_rate=0.01, random_state=0)
 model = DeepEnsembleRegressor(**settings).fit(X_train, y_train)
 raw = DeepEnsembleRegressor(**settings, calibration=None).fit(X_train, y_train)
@@ -80,15 +80,16 @@ print(f"first test row: predicted {mean[0]:.1f} +- {std[0]:.1f}, 90% interval [{
 print(f"the 90% intervals hold {inside.mean():.0%} of the {len(y_test)} test values")
 scores = pd.DataFrame({"calibrated (default)": model.evaluate(X_test, y_test), "calibration=None": raw.evaluate(X_test, y_test)})
 scores.round(3)
-'''),
-    md(r'''
+"""),
+    md(r"""
 ## 3. Do the intervals cover what they claim?
 
 For every level from 5% to 95%, the fraction of test values inside the central interval. A calibrated model
 lies on the diagonal; below it, intervals are too narrow. Then the intervals themselves, test rows sorted by
 their prediction.
-'''),
-    code('''
+"""),
+    code(
+        """
 levels = np.linspace(0.05, 0.95, 19)
 calibrated = [float(np.mean((lo <= y_test) & (y_test <= hi))) for lo, hi in (model.predict_interval(X_test, level=a) for a in levels)]
 # The raw mixture's central interval at level a holds y exactly when its CDF at y lies in [(1-a)/2, (1+a)/2].
@@ -111,22 +112,28 @@ axes[1].set(xlabel="test rows, sorted by prediction", ylabel=TARGET, title=f"90%
 axes[1].legend(fontsize=8, loc="upper left")
 plt.tight_layout()
 plt.show()
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 The probability integral transform of the ensemble's whole predictive distribution (the mixture's CDF at
 each observed value; uniform when the distribution is right), from `predict_cdf`:
-'''),
-    code('''
+"""),
+    code(
+        """
 display(plots.regression_calibration_figure(model.predict_cdf(X_test, y_test), title="diabetes: the mixture's calibration on the test rows"))
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 4. Which rows is it unsure about, and why?
 
 `predict_uncertainty` splits each row's predictive variance into the *aleatoric* part (the noise the members
 expect) and the *epistemic* part (their disagreement). Rows unlike the training data raise the second: we make
 some by moving test rows far outside the range of the training features (every feature times 4).
-'''),
-    code('''
+"""),
+    code(
+        """
 u_test = model.predict_uncertainty(X_test)
 unusual = X_test * 4.0
 u_unusual = model.predict_uncertainty(unusual)
@@ -140,14 +147,17 @@ ratio = np.median(np.sqrt(u_unusual.epistemic)) / np.median(np.sqrt(u_test.epist
 print(f"median epistemic std: {np.median(np.sqrt(u_test.epistemic)):.1f} on test rows, "
       f"{np.median(np.sqrt(u_unusual.epistemic)):.1f} on the unusual rows ({ratio:.0f}x)")
 assert ratio > 2
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 5. A classifier, the same way
 
 `DeepEnsembleClassifier` takes any labels; by default it fits a temperature on held-out rows. On the bundled
 breast-cancer data (569 tumours, 30 features, benign or malignant):
-'''),
-    code('''
+"""),
+    code(
+        """
 Xc, yc = load_breast_cancer(return_X_y=True, as_frame=True)
 Xc_train, Xc_test, yc_train, yc_test = train_test_split(Xc, yc, test_size=0.25, random_state=0, stratify=yc)
 classifier = DeepEnsembleClassifier(members=MEMBERS, epochs=EPOCHS, random_state=0).fit(Xc_train, yc_train)
@@ -158,25 +168,27 @@ reliability = metrics.reliability_diagram(classifier.encode_labels(yc_test), pro
 display(plots.reliability_figure(reliability, title="breast cancer, test rows"))
 u = classifier.predict_uncertainty(Xc_test)
 print(f"most uncertain test row: total {float(np.max(u.total)):.3f} nats, of which knowledge {float(u.knowledge[np.argmax(u.total)]):.3f}")
-''', figure=True),
-    md(r'''
+""",
+        figure=True,
+    ),
+    md(r"""
 ## 6. Saving, loading, and the command line
 
 `model.save(folder)` writes JSON and safetensors files (no pickle: loading a model runs no code), and
 `deepens.load(folder)` gives back an estimator that predicts exactly the same numbers.
-'''),
-    code('''
+"""),
+    code("""
 folder = model.save(WORK / "diabetes_model")
 loaded = deepens.load(folder)
 print(sorted(p.name for p in folder.iterdir()))
 print("same predictions after loading:", np.array_equal(loaded.predict(X_test), model.predict(X_test)))
 print("same intervals after loading:  ", all(np.array_equal(a, b) for a, b in zip(loaded.predict_interval(X_test), model.predict_interval(X_test))))
-'''),
-    md(r'''
+"""),
+    md(r"""
 The same steps from a shell, on the CSV files written in section 1 (in a terminal:
 `deepens train train.csv --target target -o model`, and so on):
-'''),
-    code('''
+"""),
+    code("""
 found = shutil.which("deepens", path=str(Path(sys.executable).parent)) or shutil.which("deepens")
 DEEPENS = [found] if found else [sys.executable, "-m", "deepens.cli"]
 
@@ -190,13 +202,16 @@ def deepens_cli(*args):
 deepens_cli("train", WORK / "train.csv", "--target", TARGET, "--members", MEMBERS, "--epochs", EPOCHS, "--quiet", "-o", WORK / "cli_model")
 deepens_cli("predict", WORK / "cli_model", WORK / "test.csv", "--level", 0.9, "-o", WORK / "predictions.csv")
 pd.read_csv(WORK / "predictions.csv").head().round(2)
-'''),
-    code('''
+"""),
+    code(
+        """
 deepens_cli("evaluate", WORK / "cli_model", WORK / "test.csv", "--out", WORK / "report")
 print(sorted(p.name for p in (WORK / "report").iterdir()))
 display(Image(filename=str(WORK / "report" / "calibration.png"), width=800))
-''', figure=True),
-    code('''
+""",
+        figure=True,
+    ),
+    code("""
 shutil.rmtree(WORK)   # keep the files instead by deleting this line
-'''),
+"""),
 ]
