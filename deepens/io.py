@@ -34,6 +34,7 @@ folder and its files keep their permission bits; new ones get the user's umask.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -411,10 +412,8 @@ def remove_checkpoints(folder: str | Path, run: str | None = None) -> None:
     for name in names:
         files.remove_stale(folder / name, contents=(MANIFEST, *_FILES))
         files.remove_free_lock(folder / name)
-    try:
+    with contextlib.suppress(OSError):  # not empty: the user keeps other things there
         folder.rmdir()
-    except OSError:  # not empty: the user keeps other things there
-        pass
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

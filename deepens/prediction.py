@@ -205,9 +205,10 @@ class ClassificationPrediction:
             raise ValueError(f"y has shape {labels.shape} but the prediction is for {n} labels")
         if labels.dtype == bool or not np.issubdtype(labels.dtype, np.number):
             raise ValueError(f"y must hold integer class labels, got dtype {labels.dtype}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-                raise ValueError("y must hold integer class labels, got non-integer values")
+        if not np.issubdtype(labels.dtype, np.integer) and (
+            not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels))
+        ):
+            raise ValueError("y must hold integer class labels, got non-integer values")
         if labels.size and (labels.min() < 0 or labels.max() >= k):
             raise ValueError(f"y must hold class labels in [0, {k}), got values in [{labels.min()}, {labels.max()}]")
         return jnp.asarray(labels.astype(np.int32))

@@ -78,10 +78,7 @@ def _check_magnitude(arr: np.ndarray, name: str, square_safe: bool, standardised
     rows = np.flatnonzero(where.any(axis=1))
     row = int(rows[0])
     column = int(np.flatnonzero(where[row])[0])
-    if arr.ndim > 2:
-        column_text = str(tuple(int(i) for i in np.unravel_index(column, arr.shape[1:])))
-    else:
-        column_text = str(column)
+    column_text = str(tuple(int(i) for i in np.unravel_index(column, arr.shape[1:]))) if arr.ndim > 2 else str(column)
     value = arr.reshape(arr.shape[0], -1)[row, column] if arr.ndim > 1 else arr[row]
     raise ValueError(
         f"{name} has {what} in {_describe_rows(rows)}: the first is {float(value):.6g} in row {row}, "

@@ -134,7 +134,7 @@ def test_uci_run_records_the_choice_and_writes_the_report(uci_run):
 def test_uci_calibrated_columns_only_add_to_the_paper_columns(uci_run, tmp_path):
     out, result = uci_run
     results = result["results"]
-    for name, methods in results.items():
+    for methods in results.values():
         calibrated = [methods[m] for m in uci_calibration.CALIBRATED]
         # The three columns are one set of networks: same means, so the same RMSE on every split.
         assert calibrated[0]["per_split_rmse"] == calibrated[1]["per_split_rmse"] == calibrated[2]["per_split_rmse"]
