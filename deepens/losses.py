@@ -107,7 +107,8 @@ def laplace_nll(loc: ArrayLike, scale: ArrayLike, y: ArrayLike) -> Array:
 
 
 def categorical_nll(logits: ArrayLike, labels: ArrayLike) -> Array:
-    """Softmax cross-entropy ``logsumexp(logits) - logits[label]``, never the log of a softmax.
+    """Softmax cross-entropy ``-log_softmax(logits)[label]`` (exact even when the logits are huge, where
+    ``logsumexp(logits) - logits[label]`` would lose ``eps * max|logit|``).
 
     Args:
       logits: ``(..., K)`` unnormalised log-probabilities.
@@ -117,8 +118,8 @@ def categorical_nll(logits: ArrayLike, labels: ArrayLike) -> Array:
     """
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     _check_labels("categorical_nll", logits, labels)
-    picked = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    return jax.nn.logsumexp(logits, axis=-1) - picked
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def brier_score(logits: ArrayLike, labels: ArrayLike) -> Array:

@@ -132,7 +132,7 @@ class RegressionPrediction:
 
     def interval(self, level: float = 0.95) -> tuple[Array, Array]:
         """Central interval holding probability ``level`` under the mixture: ``(lower, upper)``."""
-        return _interval(self.distribution, float(level))
+        return _interval(self.distribution, mixture.interval_level(level))
 
 
 @dataclasses.dataclass(frozen=True)

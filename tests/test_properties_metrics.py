@@ -392,12 +392,6 @@ def test_invalid_classification_input_raises_a_value_error(name, how, case, inde
         CLASSIFICATION_CALLS[name](labels, p, bins)
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="metrics.reliability(correct, confidence, bins=10**9) still allocates ~24 GB "
-    "(np.bincount with minlength=bins): only reliability_diagram and the ECE/MCE that use it bound "
-    "bins (issue 14 item 8); not run, it would exhaust the machine's memory",
-)
 def test_reliability_bounds_bins():
     with pytest.raises(ValueError):
         metrics.reliability([True, False], confidence=[0.5, 0.9], bins=10**9)
@@ -444,12 +438,6 @@ def test_invalid_detection_and_selective_input_raises_a_value_error(name, how, c
         function(flags, **{second: score})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="metrics.fpr_at_tpr(is_ood, score=s, tpr=None) (or tpr='x', "
-    "tpr=[0.95]) raises TypeError from the comparison 0.0 < tpr: expected a ValueError naming tpr",
-)
 @pytest.mark.parametrize("tpr", [None, "x", [0.95]])
 def test_fpr_at_tpr_refuses_a_non_numeric_rate(tpr):
     with pytest.raises(ValueError, match="tpr"):

@@ -111,13 +111,17 @@ def _bin_index(confidence: np.ndarray, bins: int, strategy: str) -> np.ndarray:
     return (first_rank * bins) // confidence.size
 
 
+# bins may always be this many, and more only with more examples than that (see reliability).
+MIN_BIN_LIMIT = 10_000
+
+
 def reliability(correct: Any, confidence: Any, *, bins: int = 15, strategy: str = "uniform") -> Reliability:
     """Bin the examples by confidence and compare accuracy with confidence in each bin.
 
     Args:
       correct: ``(N,)`` booleans (or 0/1).
       confidence: ``(N,)`` in [0, 1]; 0 falls in the first bin, 1 in the last.
-      bins: B >= 1 (15 as in Guo et al. 2017 by default).
+      bins: B >= 1 (15 as in Guo et al. 2017 by default), at most max(N, MIN_BIN_LIMIT).
       strategy: ``"uniform"``: equal-width bins on [0, 1]; ``"quantile"``: equal-mass bins (sizes differ
         by at most one, except that tied confidences always share a bin).
 
@@ -138,6 +142,9 @@ def reliability(correct: Any, confidence: Any, *, bins: int = 15, strategy: str 
         raise ValueError(f"{metric}: confidence must lie in [0, 1], got values in [{conf.min()}, {conf.max()}]")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise ValueError(f"{metric}: bins must be an integer >= 1, got {bins!r}")
+    limit = max(ok.size, MIN_BIN_LIMIT)  # more bins than examples are all but empty and only cost memory
+    if bins > limit:
+        raise ValueError(f"{metric}: bins must be at most max(examples, {MIN_BIN_LIMIT}) = {limit}, got {bins}")
     if strategy not in STRATEGIES:
         raise ValueError(f"{metric}: strategy must be one of {STRATEGIES}, got {strategy!r}")
     index = _bin_index(conf, bins, strategy)
@@ -161,9 +168,6 @@ def reliability_diagram(labels: Any, probs: Any, *, bins: int = 15, strategy: st
     all but empty and only cost memory); beyond it, a ValueError.
     """
     correct, confidence = correct_and_confidence(labels, probs)
-    limit = max(confidence.size, 10_000)
-    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool) and bins > limit:
-        raise ValueError(f"reliability_diagram: bins must be at most max(examples, 10000) = {limit}, got {bins}")
     return reliability(correct, confidence, bins=bins, strategy=strategy)
 
 

@@ -75,8 +75,8 @@ def aupr(is_ood: Any, score: Any) -> float:
 def fpr_at_tpr(is_ood: Any, score: Any, *, tpr: float = 0.95) -> float:
     """False-positive rate (in-distribution examples flagged) at the first threshold whose true-positive
     rate (OOD examples flagged) reaches ``tpr``. Lower is better."""
-    if not 0.0 < tpr <= 1.0:
-        raise ValueError(f"fpr_at_tpr: tpr must be in (0, 1], got {tpr}")
+    if isinstance(tpr, bool) or not isinstance(tpr, (int, float, np.integer, np.floating)) or not 0.0 < tpr <= 1.0:
+        raise ValueError(f"fpr_at_tpr: tpr must be a number in (0, 1], got {tpr!r}")
     fpr, tprs, _ = roc_curve(is_ood, score)
     return float(fpr[np.searchsorted(tprs, tpr - 1e-12, side="left")])
 
