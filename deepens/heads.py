@@ -23,11 +23,13 @@ Per-example losses and KL divergences sum over targets and return ``(...)``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from deepens import distributions, losses
@@ -111,6 +113,19 @@ class Head:
         return self.loss_names[0]
 
 
+def _positive_setting(head: str, name: str, value: object) -> None:
+    """A ValueError unless ``value`` is a finite number > 0 (a scale floor or a df margin)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or not float(value) > 0.0:
+        raise ValueError(f"{head} head: {name} must be a finite number > 0, got {value!r}")
+
+
+def _check_width(head: str, outputs: Array) -> int:
+    if jnp.ndim(outputs) < 1:
+        raise ValueError(f"{head} head: outputs must have a last axis of head outputs, got a 0-d array")
+    return outputs.shape[-1]
+
+
 @dataclasses.dataclass(frozen=True)
 class _LocationScale(Head):
     """A location-scale regression head: outputs ``(..., 2T)`` are ``[loc, rho]``."""
@@ -122,9 +137,12 @@ class _LocationScale(Head):
     def num_outputs(self, size: int) -> int:
         return 2 * size
 
+    def __post_init__(self) -> None:
+        _positive_setting(self.name, "min_scale", self.min_scale)
+
     def split(self, outputs: Array) -> tuple[Array, Array]:
         """``(loc, scale)``, each ``(..., T)``, from outputs ``(..., 2T)``."""
-        width = outputs.shape[-1]
+        width = _check_width(self.name, outputs)
         if width % 2:
             raise ValueError(f"{self.name} head needs an even number of outputs (loc, rho), got {width}")
         loc, rho = jnp.split(outputs, 2, axis=-1)
@@ -153,8 +171,10 @@ class Gaussian(_LocationScale):
     beta: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.beta) <= 1.0:
-            raise ValueError(f"gaussian head: beta must be in [0, 1], got {self.beta}")
+        super().__post_init__()
+        ok = isinstance(self.beta, (int, float, np.integer, np.floating)) and not isinstance(self.beta, bool)
+        if not ok or not 0.0 <= float(self.beta) <= 1.0:
+            raise ValueError(f"gaussian head: beta must be a number in [0, 1], got {self.beta!r}")
 
     def loss(self, name: str) -> LossFn:
         if name == "nll":
@@ -196,15 +216,15 @@ class StudentT(Head):
     min_df: float = 0.1
 
     def __post_init__(self) -> None:
-        if not float(self.min_df) > 0.0:
-            raise ValueError(f"student_t head: min_df must be > 0, got {self.min_df}")
+        _positive_setting("student_t", "min_scale", self.min_scale)
+        _positive_setting("student_t", "min_df", self.min_df)
 
     def num_outputs(self, size: int) -> int:
         return 3 * size
 
     def split(self, outputs: Array) -> tuple[Array, Array, Array]:
         """``(loc, scale, df)``, each ``(..., T)``, from outputs ``(..., 3T)``."""
-        width = outputs.shape[-1]
+        width = _check_width("student_t", outputs)
         if width % 3:
             raise ValueError(f"student_t head needs a multiple of 3 outputs (loc, rho_scale, rho_df), got {width}")
         loc, rho_scale, rho_df = jnp.split(outputs, 3, axis=-1)

@@ -401,13 +401,6 @@ def test_classification_prediction_refuses_invalid_labels(bad):
         prediction.nll(np.array([0, 1, bad]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="heads accept invalid settings: Gaussian(min_scale=-1.0) gives negative scales "
-    "(softplus(-30) - 1) and min_scale=0.0 a NaN nll at rho=-200; Laplace(min_scale=nan) is accepted; "
-    "Gaussian(beta=None) and StudentT(min_df=None) raise TypeError; Gaussian().split(0-d array) raises "
-    "IndexError: each should be a ValueError naming the setting",
-)
 @pytest.mark.parametrize(
     "make",
     [
