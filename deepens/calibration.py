@@ -319,6 +319,7 @@ def stretch(calibration: Calibration | None) -> float:
         return 1.0
     if calibration.kind == "scale":
         return calibration.value
+    assert calibration.level is not None  # a conformal calibration records the level it was fitted at
     return calibration.value / float(ndtri(0.5 + 0.5 * float(calibration.level)))
 
 
@@ -372,7 +373,7 @@ def calibrated_interval(
         return m + s * (lower - m), m + s * (upper - m)
     if scores is not None:
         q = conformal_quantile(scores, lvl)
-    elif math.isclose(lvl, float(calibration.level)):
+    elif calibration.level is not None and math.isclose(lvl, float(calibration.level)):
         q = calibration.value
     else:
         raise ValueError(

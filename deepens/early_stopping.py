@@ -84,9 +84,9 @@ class Monitor:
         self.score = loss if head.name == "point" else head.nll
         self.x, self.y = jnp.asarray(x), jnp.asarray(y)
         self.kept = (params, state)
-        members = jax.tree.leaves(params)[0].shape[0]
-        self.best_score = np.full(members, np.inf)
-        self.best_epoch = np.zeros(members, np.int64)
+        size = jax.tree.leaves(params)[0].shape[0]
+        self.best_score = np.full(size, np.inf)
+        self.best_epoch = np.zeros(size, np.int64)
         self.epochs: list[int] = []
         self.scores: list[np.ndarray] = []
         # The initialisation is kept until a check improves on it, but not scored: its parameters live on

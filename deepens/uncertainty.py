@@ -46,7 +46,7 @@ SUM_TOLERANCE = 1e-3
 
 def _concrete(a: Any) -> bool:
     """Whether ``a`` holds values (not a tracer inside jit/grad/vmap, where no value can be checked)."""
-    return not isinstance(a, jax.core.Tracer)
+    return not isinstance(a, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]  # jax.core lacks stubs
 
 
 @functools.partial(jax.jit, static_argnames=("axis",))

@@ -94,7 +94,9 @@ def standardised(z: Any, *, name: str = "X") -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def features(x: Any, *, name: str = "x", num_features: int | None = None, square_safe: bool = True) -> np.ndarray:
+def features(
+    x: Any, *, name: str = "x", num_features: int | tuple[int, ...] | None = None, square_safe: bool = True
+) -> np.ndarray:
     """``x`` as a finite float32 array ``(N, D)`` (or ``(N, ...)`` for image-like inputs).
 
     Raises ValueError for non-numeric or complex, 0-d or 1-d, empty, NaN/inf input, values too large for

@@ -19,6 +19,7 @@ from deepens.config import DEFAULTS
 from deepens.data.standardize import Standardizer
 from deepens.early_stopping import EarlyStopping
 from deepens.estimators.base import DeepEnsembleBase, _labels_from_json, _labels_to_json, _normalised
+from deepens.methods import Method
 from deepens.prediction import ClassificationPrediction
 from deepens.uncertainty import CategoricalUncertainty
 
@@ -59,7 +60,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         calibration_fraction: float = 0.2,
         early_stopping: bool = False,
         patience: int = 10,
-        method: str = DEFAULTS.method,
+        method: str | Method = DEFAULTS.method,
         input_repetition: float = DEFAULTS.input_repetition,
         batch_repetition: int = DEFAULTS.batch_repetition,
         random_state: int | None = None,

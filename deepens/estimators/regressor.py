@@ -16,6 +16,7 @@ from deepens.config import DEFAULTS
 from deepens.data.standardize import Standardizer
 from deepens.early_stopping import EarlyStopping
 from deepens.estimators.base import DeepEnsembleBase
+from deepens.methods import Method
 from deepens.prediction import RegressionPrediction
 from deepens.uncertainty import VarianceUncertainty
 
@@ -84,7 +85,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         calibration_fraction: float = 0.2,
         early_stopping: bool = False,
         patience: int = 10,
-        method: str = DEFAULTS.method,
+        method: str | Method = DEFAULTS.method,
         input_repetition: float = DEFAULTS.input_repetition,
         batch_repetition: int = DEFAULTS.batch_repetition,
         random_state: int | None = None,
