@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +113,7 @@ class Head:
         return self.loss_names[0]
 
 
-def _positive_setting(head: str, name: str, value: object) -> None:
+def _positive_setting(head: str, name: str, value: Any) -> None:
     """A ValueError unless ``value`` is a finite number > 0 (a scale floor or a df margin)."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not ok or not math.isfinite(float(value)) or not float(value) > 0.0:

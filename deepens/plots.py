@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -202,7 +203,7 @@ def regression_calibration_figure(pit_values: np.ndarray, *, title: str = "", bi
     return figure
 
 
-def reliability_figure(reliability: object, *, title: str = "") -> Figure:
+def reliability_figure(reliability: Any, *, title: str = "") -> Figure:
     """A reliability diagram from :func:`deepens.metrics.reliability_diagram`: the accuracy in each
     confidence bin against the bin's mean confidence (bars below the diagonal: overconfident), with the
     number of examples per bin underneath."""

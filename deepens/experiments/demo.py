@@ -266,8 +266,8 @@ def comparison_markdown(records: list[dict[str, Any]], settings: Settings) -> st
     rows = [r for r in records if r["experiment"] == "classification" and r["adversarial"] == "none"]
     single = next((r for r in rows if r["method"] == "ensemble" and r["members"] == 1), None)
     lines = [
-        "## Part II: ensembles inside one network (spirals, 3 x %d points, noise %g)"
-        % (settings.spiral_points, settings.spiral_noise),
+        f"## Part II: ensembles inside one network (spirals, 3 x {settings.spiral_points} points, "
+        f"noise {settings.spiral_noise:g})",
         "",
         f"Network {'-'.join(map(str, (2, *settings.classification_hidden, 3)))} per member, Adam "
         f"{settings.classification_lr:g}, weight decay {settings.classification_weight_decay:g}, minibatches of 100; "
