@@ -35,9 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DATA_COMMANDS = ("train", "predict", "evaluate")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 

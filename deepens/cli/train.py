@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     import jax
 
     from deepens import io, tables
+    from deepens.config import TrainConfig
     from deepens.sklearn import DeepEnsembleClassifier, DeepEnsembleRegressor
 
     source = str(args.data)
@@ -52,20 +54,13 @@ def _train(args: argparse.Namespace) -> int:
         reason += "; override with --task"
     frame, dropped = tables.drop_unusable(frame, [*feature_names, args.target], args.drop_missing, source)
     x = tables.features(frame, feature_names)
-    settings = dict(
-        members=args.members,
+    # The training flags are named after TrainConfig's fields (the seed becomes random_state).
+    settings: dict[str, Any] = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "seed"
+    }
+    settings.update(
         hidden_layer_sizes=tuple(args.hidden),
         activation=args.activation,
-        adversarial=args.adversarial,
-        eps=args.eps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        clip_norm=args.clip_norm,
-        method=args.method,
-        input_repetition=args.input_repetition,
-        batch_repetition=args.batch_repetition,
         random_state=args.seed,
         calibration=None if args.calibration == "none" else args.calibration,
         calibration_fraction=args.calibration_fraction,

@@ -3,6 +3,7 @@ standardisation, held-out calibration rows, training with checkpoints, and savin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -114,20 +115,11 @@ class DeepEnsembleBase(BaseEstimator):
     def _config(self, seed: int) -> TrainConfig:
         """The estimator's training settings as the :class:`~deepens.config.TrainConfig` that ``fit`` takes
         (its checks name the bad parameter)."""
-        return TrainConfig(
-            members=self.members,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            clip_norm=self.clip_norm,
-            adversarial="none" if self.adversarial is None else self.adversarial,
-            eps=self.eps,
-            seed=seed,
-            method=self.method,
-            input_repetition=self.input_repetition,
-            batch_repetition=self.batch_repetition,
-        )
+        # Every TrainConfig field but the seed is an estimator parameter of the same name, so a new
+        # training setting needs no edit here.
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "seed"}
+        settings["adversarial"] = "none" if self.adversarial is None else self.adversarial
+        return TrainConfig(**settings, seed=seed)
 
     def _hidden(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
