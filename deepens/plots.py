@@ -244,3 +244,51 @@ def reliability_figure(reliability: Any, *, title: str = "") -> Figure:
     if title:
         figure.suptitle(title)
     return figure
+
+
+def coverage_figure(levels: Sequence[float], scores: Mapping[str, float], *, title: str = "") -> Figure:
+    """Observed coverage of the central intervals against their level: the calibrated intervals and, when
+    the model is calibrated, the uncalibrated mixture's (below the diagonal: intervals too narrow)."""
+
+    figure = Figure(figsize=(5.2, 5.0), layout="constrained")
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated (ideal)")
+    curves = [("_uncalibrated", "uncalibrated mixture", "tab:orange"), ("", "calibrated intervals", "tab:blue")]
+    if not any(k.endswith("_uncalibrated") for k in scores):
+        curves = [("", "model", "tab:blue")]
+    for suffix, label, colour in curves:
+        observed = [scores[f"coverage_{v:g}{suffix}"] for v in levels]
+        ax.plot(levels, observed, marker="o", ms=3, color=colour, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("central interval level")
+    ax.set_ylabel("observed fraction inside")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "interval calibration", fontsize=10)
+    return figure
+
+
+def reliability_comparison_figure(diagrams: Mapping[str, Any], *, title: str = "") -> Figure:
+    """Accuracy against confidence per bin for each of ``diagrams`` (name -> Reliability), ECE in the legend."""
+
+    figure = Figure(figsize=(5.2, 5.0), layout="constrained")
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated (ideal)")
+    colours = {"uncalibrated": "tab:orange"}
+    for name, diagram in diagrams.items():
+        filled = np.asarray(diagram.counts) > 0
+        ax.plot(
+            np.asarray(diagram.confidence)[filled],
+            np.asarray(diagram.accuracy)[filled],
+            marker="o",
+            ms=3,
+            color=colours.get(name, "tab:blue"),
+            label=f"{name} (ECE {diagram.ece:.3f})",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "reliability", fontsize=10)
+    return figure

@@ -145,7 +145,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from deepens import io, metrics, tables
+    from deepens import io, metrics, plots, tables
 
     model, metadata = _load_model(args.model)
     source = str(args.data)
@@ -167,16 +167,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         curves = {"calibrated" if model.calibration_ is not None else "model": described["probs"]}
         if model.calibration_ is not None:
             curves["uncalibrated"] = described["probs_uncalibrated"]
-        figure = _reliability_figure(
-            {name: metrics.reliability_diagram(index, p, bins=args.bins) for name, p in curves.items()}, title
+        figure = plots.reliability_comparison_figure(
+            {name: metrics.reliability_diagram(index, p, bins=args.bins) for name, p in curves.items()}, title=title
         )
         shown = ("accuracy", "nll", "brier_per_class", "brier_summed", "ece", "mce")
     else:
         y = tables.regression_target(frame[target], source)
         levels = tuple(sorted({0.5, 0.8, 0.9, 0.95, round(args.level, 6)}))
-        summary = model.evaluate(x, y, levels=levels)
         grid = tuple(round(v, 2) for v in np.arange(0.05, 0.96, 0.05))
-        figure = _coverage_figure(grid, model.evaluate(x, y, levels=grid), title)
+        # One pass of the members scores the headline levels and the figure's grid; the table keeps the former.
+        scores = model.evaluate(x, y, levels=tuple(sorted({*levels, *grid})))
+        figure = plots.coverage_figure(grid, scores, title=title)
+        grid_only = {f"coverage_{v:g}{s}" for v in set(grid) - set(levels) for s in ("", "_uncalibrated")}
+        summary = {k: v for k, v in scores.items() if k not in grid_only}
         shown = (
             "rmse",
             "nll",
@@ -225,57 +228,6 @@ def _print_metrics(summary: dict[str, float], shown: Sequence[str], caption: str
             cells.append("" if other is None else f"{other:.4f}")
         table.add_row(key, *cells)
     Console(width=100).print(table)
-
-
-def _coverage_figure(levels: Sequence[float], scores: dict[str, float], title: str) -> Any:
-    """Observed coverage of the central intervals against their level: the calibrated intervals and, when
-    the model is calibrated, the uncalibrated mixture's (below the diagonal: intervals too narrow)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.2, 5.0), layout="constrained")
-    ax = figure.subplots()
-    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated (ideal)")
-    curves = [("_uncalibrated", "uncalibrated mixture", "tab:orange"), ("", "calibrated intervals", "tab:blue")]
-    if not any(k.endswith("_uncalibrated") for k in scores):
-        curves = [("", "model", "tab:blue")]
-    for suffix, label, colour in curves:
-        observed = [scores[f"coverage_{v:g}{suffix}"] for v in levels]
-        ax.plot(levels, observed, marker="o", ms=3, color=colour, label=label)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("central interval level")
-    ax.set_ylabel("observed fraction inside")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or "interval calibration", fontsize=10)
-    return figure
-
-
-def _reliability_figure(diagrams: dict[str, Any], title: str) -> Any:
-    """Accuracy against confidence per bin for each of ``diagrams`` (name -> Reliability), ECE in the legend."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.2, 5.0), layout="constrained")
-    ax = figure.subplots()
-    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="calibrated (ideal)")
-    colours = {"uncalibrated": "tab:orange"}
-    for name, diagram in diagrams.items():
-        filled = np.asarray(diagram.counts) > 0
-        ax.plot(
-            np.asarray(diagram.confidence)[filled],
-            np.asarray(diagram.accuracy)[filled],
-            marker="o",
-            ms=3,
-            color=colours.get(name, "tab:blue"),
-            label=f"{name} (ECE {diagram.ece:.3f})",
-        )
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or "reliability", fontsize=10)
-    return figure
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
