@@ -337,6 +337,10 @@ def test_reproduce_all_on_the_real_data_small(tmp_path):
                 "400",
                 "--test-limit",
                 "200",
+                "--mimo-members",
+                "2",
+                "--mimo-epochs",
+                "1",
             ]
         )
         == 0
@@ -349,3 +353,13 @@ def test_reproduce_all_on_the_real_data_small(tmp_path):
     assert "| bostonHousing | 2 |" in text and "2.41 ± 0.25" in text  # ours beside the paper's Table 1
     assert "approximate reconstruction" in text  # the shared MNIST training images are flagged
     assert "shift/shift.md" in text and (tmp_path / "shift" / "shift.json").is_file()  # the shift study too
+    mimo_json = json.loads((tmp_path / "mimo" / "mimo.json").read_text())  # and the MIMO comparison
+    assert (
+        "mimo/mimo.md" in text
+        and set(mimo_json) == {"mnist", "uci"}
+        and set(mimo_json["uci"])
+        == {
+            "yacht",
+            "bostonHousing",
+        }
+    )

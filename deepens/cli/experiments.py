@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from deepens.cli.common import CommandError, _device_options, _names, _positive
 
@@ -105,6 +106,32 @@ def _mnist_settings(args: argparse.Namespace, *, members: int | None, epochs: in
     return mnist.Settings(**fields)
 
 
+def _mimo_settings(args: argparse.Namespace, *, members: int | None, epochs: int | None) -> Any:
+    """The :class:`deepens.experiments.mimo.Settings` the options give (``reproduce mimo`` and ``all``)."""
+    from deepens.experiments import mimo
+
+    fields = {
+        k: v
+        for k, v in dict(
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_limit=args.train_limit,
+            test_limit=args.test_limit,
+            datasets=_names(args.datasets),
+            splits=args.splits,
+            benchmarks=_names(getattr(args, "benchmarks", None)),
+            members=members,
+            devices=args.devices,
+        ).items()
+        if v is not None
+    }
+    if members is not None:
+        fields["mimo_members"] = tuple(k for k in mimo.Settings.mimo_members if k < members) + (members,)
+    if epochs is not None:
+        fields.update(mnist_epochs=epochs, uci_epochs=epochs)
+    return mimo.Settings(**fields)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from deepens.experiments import mnist, report, uci
 
@@ -133,37 +160,20 @@ def _reproduce(args: argparse.Namespace) -> int:
     elif args.benchmark == "mimo":
         from deepens.experiments import mimo
 
-        fields = {
-            k: v
-            for k, v in dict(
-                data_dir=args.data_dir,
-                seed=args.seed,
-                train_limit=args.train_limit,
-                test_limit=args.test_limit,
-                datasets=_names(args.datasets),
-                splits=args.splits,
-                benchmarks=_names(args.benchmarks),
-                members=args.members,
-                devices=args.devices,
-            ).items()
-            if v is not None
-        }
-        if args.members is not None:
-            fields["mimo_members"] = tuple(k for k in mimo.Settings.mimo_members if k < args.members) + (args.members,)
-        if args.epochs is not None:
-            fields.update(mnist_epochs=args.epochs, uci_epochs=args.epochs)
-        mimo.run(args.out, mimo.Settings(**fields))
+        mimo.run(args.out, _mimo_settings(args, members=args.members, epochs=args.epochs))
         print(f"MIMO and BatchEnsemble against deep ensembles: {args.out}/mimo.md")
         return 0
     else:
         from deepens.experiments import shift
 
         base = _mnist_settings(args, members=args.mnist_members or shift.Settings.members, epochs=args.mnist_epochs)
+        # The MIMO comparison keeps its own sizes (M = 4; MNIST 20 and UCI 40 epochs) unless --mimo-* say.
         report.run(
             args.out,
             _uci_settings(args, members=args.uci_members, epochs=args.uci_epochs),
             _mnist_settings(args, members=args.mnist_members, epochs=args.mnist_epochs),
             shift_settings=shift.Settings(**{f: getattr(base, f) for f in base.__dataclass_fields__}),
+            mimo_settings=_mimo_settings(args, members=args.mimo_members, epochs=args.mimo_epochs),
         )
     print(f"report: {args.out}/report.md")
     return 0
@@ -213,7 +223,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mimo_parser = benchmarks.add_parser(
         "mimo", help="MIMO and BatchEnsemble against deep ensembles on MNIST and UCI (issue 8)"
     )
-    all_parser = benchmarks.add_parser("all", help="uci, mnist and shift, and report.md")
+    all_parser = benchmarks.add_parser("all", help="uci, mnist, shift and mimo, and report.md")
     for sub, default_out in (
         (uci_parser, "results/uci"),
         (mnist_parser, "results/mnist"),
@@ -283,3 +293,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--mnist-members", type=_positive, default=None, help="largest MNIST ensemble (default: 10)"
     )
     all_parser.add_argument("--mnist-epochs", type=_positive, default=None, help="MNIST epochs (default: 20)")
+    all_parser.add_argument(
+        "--mimo-members", type=_positive, default=None, help="M of the MIMO comparison (default: 4; MIMO also 2, 3)"
+    )
+    all_parser.add_argument(
+        "--mimo-epochs", type=_positive, default=None, help="epochs of the MIMO comparison (default: MNIST 20, UCI 40)"
+    )

@@ -1,5 +1,5 @@
-"""``deepens reproduce all``: the paper's two benchmarks and the dataset-shift study (into ``shift/``), then
-``report.md`` with their tables and figures next to the published values."""
+"""``deepens reproduce all``: the paper's two benchmarks, the dataset-shift study (into ``shift/``) and the
+MIMO / BatchEnsemble comparison (into ``mimo/``), then ``report.md`` with their tables and figures next to the published values."""
 
 from __future__ import annotations
 
@@ -80,6 +80,13 @@ def write(out: str | Path, uci_result: dict[str, Any] | None, mnist_result: dict
             lines.append((out / name).read_text())
     if (out / "shift" / "shift.md").is_file():
         lines += ["## Dataset shift", "", "Ovadia et al. (2019) on MNIST: [shift/shift.md](shift/shift.md).", ""]
+    if (out / "mimo" / "mimo.md").is_file():
+        lines += [
+            "## Ensembles inside one network",
+            "",
+            "MIMO and BatchEnsemble against deep ensembles on MNIST and UCI: [mimo/mimo.md](mimo/mimo.md).",
+            "",
+        ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -112,13 +119,20 @@ def run(
     *,
     echo: bool = True,
     shift_settings: Any = None,
+    mimo_settings: Any = None,
 ) -> Path:
     """Run both benchmarks into ``out`` and, with ``shift_settings`` (a
-    :class:`deepens.experiments.shift.Settings`), the dataset-shift study into ``out/shift``; write the report."""
+    :class:`deepens.experiments.shift.Settings`), the dataset-shift study into ``out/shift``, and with
+    ``mimo_settings`` (a :class:`deepens.experiments.mimo.Settings`), the MIMO / BatchEnsemble comparison
+    into ``out/mimo``; write the report."""
     uci_result = uci.run(out, uci_settings, echo=echo)
     mnist_result = mnist.run(out, mnist_settings, echo=echo)
     if shift_settings is not None:
         from deepens.experiments import shift
 
         shift.run(Path(out) / "shift", shift_settings, echo=echo)
+    if mimo_settings is not None:
+        from deepens.experiments import mimo
+
+        mimo.run(Path(out) / "mimo", mimo_settings, echo=echo)
     return write(out, uci_result, mnist_result)
