@@ -287,8 +287,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             dest="calibrated",
             action="store_false",
             default=None,
-            help="skip the MNIST calibrated columns (networks retrained on 90%% of the training rows, a temperature "
-            "fitted on the rest; about doubles the MNIST training time)",
+            help="skip the MNIST calibrated columns (networks retrained without the held-out rows, a temperature "
+            "fitted on them; about doubles the MNIST training time)",
         )
         sub.add_argument(
             "--calibration-fraction",

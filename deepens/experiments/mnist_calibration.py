@@ -130,9 +130,10 @@ def markdown(
     lines = [
         "### Temperature scaling on held-out rows (added columns; the paper's columns above are untouched)",
         "",
-        f"The same networks retrained on {rows.get('fit_rows', 'n/a')} training rows; one temperature fitted "
-        f"by NLL on the other {rows.get('calibration_rows', 'n/a')} ({s.get('calibration_fraction', 0.1):g}, "
-        "stratified, drawn from the seed) on the averaged prediction; every score on the same test images. "
+        f"Each variant retrained (same settings and seed) on {rows.get('fit_rows', 'n/a')} of the training rows; "
+        f"one temperature fitted by NLL on the other {rows.get('calibration_rows', 'n/a')} (a stratified "
+        f"{s.get('calibration_fraction', 0.1):g}, drawn from the seed) on the averaged prediction of the first M "
+        "members; every score on the same test images. "
         "`all rows` is the paper's column above; `held-out, T = 1` and `held-out, T` are the same networks "
         "before and after the temperature (the argmax, hence the error, never changes). Entropy: mean "
         "predictive entropy (nats) on MNIST test and NotMNIST; AUROC: entropy as the OOD score.",
