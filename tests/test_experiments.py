@@ -324,6 +324,8 @@ def test_mnist_holdout_is_stratified_and_checked():
             mnist_calibration.holdout(labels, fraction, seed=0)
     with pytest.raises(ValueError, match="at least 10 held-out rows"):
         mnist_calibration.holdout(labels[:50], 0.1, seed=0)
+    with pytest.raises(ValueError, match="calibration_fraction"):
+        mnist.Settings(calibration_fraction=1.0)
 
 
 def test_report_combines_both_sections(uci_run, mnist_run, tmp_path):

@@ -75,6 +75,12 @@ class Settings:
     calibrated: bool = True
     calibration_fraction: float = 0.1
 
+    def __post_init__(self) -> None:
+        # Checked here, not only before training: ``reproduce all`` runs UCI first.
+        fraction = self.calibration_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+            raise ValueError(f"calibration_fraction must lie strictly inside (0, 1), got {fraction!r}")
+
     def optimizer(self, total_steps: int) -> optax.GradientTransformation:
         if self.schedule == "cosine":
             return optax.adam(optax.cosine_decay_schedule(self.learning_rate, total_steps))
