@@ -11,10 +11,13 @@ import pytest
 
 import deepens
 from deepens import cli, metrics
+from deepens.calibrated import CalibratedClassification
+from deepens.calibration import Calibration
 from deepens.data import idx, paths
 from deepens.data import uci as uci_data
-from deepens.experiments import mnist, report, uci, uci_calibration
+from deepens.experiments import mnist, mnist_calibration, report, uci, uci_calibration
 from deepens.experiments.splits import group_by_size, train_splits
+from deepens.prediction import ClassificationPrediction
 
 SHARED = paths.default_data_dir()
 UCI_KEYS = {"rmse_mean", "rmse_se", "nll_mean", "nll_se", "splits", "seconds"}
@@ -212,10 +215,12 @@ def _synthetic_images(root, rng):
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory):
-    data = _synthetic_images(tmp_path_factory.mktemp("images"), np.random.default_rng(1))
-    out = tmp_path_factory.mktemp("mnist_out")
-    settings = mnist.Settings(
+def mnist_images(tmp_path_factory):
+    return _synthetic_images(tmp_path_factory.mktemp("images"), np.random.default_rng(1))
+
+
+def _tiny_mnist(data, **fields):
+    return mnist.Settings(
         data_dir=str(data),
         members=3,
         epochs=3,
@@ -223,16 +228,22 @@ def mnist_run(tmp_path_factory):
         hidden=(32,),
         learning_rate=0.01,
         histogram_members=(1, 3),
+        **fields,
     )
-    return out, mnist.run(out, settings, echo=False)
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory, mnist_images):
+    out = tmp_path_factory.mktemp("mnist_out")
+    return out, mnist.run(out, _tiny_mnist(mnist_images), echo=False)  # calibrated columns on (the default)
 
 
 def test_mnist_json_has_every_m_and_variant(mnist_run):
     out, result = mnist_run
     written = json.loads((out / "mnist.json").read_text())
     assert written == result["results"]
-    assert set(written) == {"ensemble", "ensemble_at"}
-    for by_m in written.values():
+    assert set(written) == {"ensemble", "ensemble_at", "calibrated"}
+    for by_m in (written["ensemble"], written["ensemble_at"]):
         assert set(by_m) == {"1", "2", "3"}
         for record in by_m.values():
             assert {"error", "nll", "brier", "ood_auroc", "brier_summed"} <= set(record)
@@ -253,6 +264,68 @@ def test_mnist_run_writes_figures_timings_and_targets(mnist_run):
     assert {"ensemble_nll_falls", "ensemble_auroc_rises", "ensemble_at_nll_falls"} <= set(run_info["targets"])
     assert "error_at_5_fgsm" not in run_info["targets"]  # only 3 members here
     assert "| 3 |" in (out / "mnist.md").read_text()
+
+
+def test_mnist_calibrated_columns(mnist_run):
+    out, result = mnist_run
+    calibrated = result["results"]["calibrated"]
+    run_info = result["run"]
+    assert run_info["data"]["calibration"] == {"fit_rows": 270, "calibration_rows": 30}
+    assert set(calibrated) == {"ensemble", "ensemble_at"}
+    for by_m in calibrated.values():
+        assert set(by_m) == {"1", "3"}  # the one network and the largest ensemble
+        for c in by_m.values():
+            assert c["temperature"] > 0
+            # The fit minimises the held-out NLL, and T = 1 is one of the candidates.
+            assert c["heldout_nll_after"] <= c["heldout_nll_before"] + 1e-9
+            before, after = c["before"], c["after"]
+            assert set(mnist_calibration.SCORES) <= set(before) and set(before) == set(after)
+            assert after["error"] == before["error"]  # a temperature never moves the argmax
+            if abs(c["temperature"] - 1.0) > 1e-3:
+                assert after["entropy_test"] != pytest.approx(before["entropy_test"], rel=1e-6)
+                # T > 1 flattens every row (more entropy), T < 1 sharpens it.
+                assert (after["entropy_ood"] > before["entropy_ood"]) == (c["temperature"] > 1)
+    text = (out / "mnist.md").read_text()
+    assert "### Temperature scaling on held-out rows" in text and "| ensemble_at, 3 | held-out, T |" in text
+    assert "ensemble_calibrated" in run_info["timings"]
+
+
+def test_mnist_temperature_keeps_the_argmax_and_one_is_the_identity(rng):
+    logits = 4.0 * rng.normal(size=(3, 50, 10))
+    labels = rng.integers(0, 10, 50)
+    held = mnist_calibration.score(logits, labels, logits, labels, {"notmnist": logits[:, :20]}, (1, 3))
+    for c in held.values():
+        prediction = ClassificationPrediction(logits)
+        one = CalibratedClassification(prediction, Calibration("temperature", 1.0))
+        t = CalibratedClassification(prediction, Calibration("temperature", c["temperature"]))
+        np.testing.assert_array_equal(one.label, t.label)
+        np.testing.assert_allclose(one.probs, np.asarray(prediction.probs, np.float64), atol=1e-6)
+    # Overconfident random logits: the fitted temperature flattens them and lowers the held-out NLL.
+    assert held["3"]["temperature"] > 1 and held["3"]["heldout_nll_after"] < held["3"]["heldout_nll_before"]
+
+
+def test_mnist_paper_columns_unchanged_without_calibrated_columns(mnist_run, mnist_images, tmp_path):
+    # One variant is enough: the variants train independently, with the same seed.
+    off = mnist.run(tmp_path, _tiny_mnist(mnist_images, calibrated=False, variants=("ensemble",)), echo=False)
+    assert set(off["results"]) == {"ensemble"} and "calibration" not in off["run"]["data"]
+    assert off["results"]["ensemble"] == mnist_run[1]["results"]["ensemble"]
+    assert "Temperature scaling" not in (tmp_path / "mnist.md").read_text()
+
+
+def test_mnist_holdout_is_stratified_and_checked():
+    labels = np.repeat(np.arange(10), 30)
+    fit_rows, cal_rows = mnist_calibration.holdout(labels, 0.1, seed=0)
+    assert len(cal_rows) == 30 and len(fit_rows) == 270 and not set(fit_rows) & set(cal_rows)
+    np.testing.assert_array_equal(np.bincount(labels[cal_rows]), np.full(10, 3))
+    np.testing.assert_array_equal(mnist_calibration.holdout(labels, 0.1, seed=0)[1], cal_rows)
+    assert not np.array_equal(mnist_calibration.holdout(labels, 0.1, seed=1)[1], cal_rows)
+    for fraction in (0.0, 1.0, 1.5, True):
+        with pytest.raises(ValueError, match="calibration_fraction"):
+            mnist_calibration.holdout(labels, fraction, seed=0)
+    with pytest.raises(ValueError, match="at least 10 held-out rows"):
+        mnist_calibration.holdout(labels[:50], 0.1, seed=0)
+    with pytest.raises(ValueError, match="calibration_fraction"):
+        mnist.Settings(calibration_fraction=1.0)
 
 
 def test_report_combines_both_sections(uci_run, mnist_run, tmp_path):
@@ -305,6 +378,9 @@ def test_cli_reproduce_parses_its_options(monkeypatch, tmp_path):
     assert s.optimizer == uci.OptimizerConfig(0.02, "cosine")
     cli.main(["reproduce", "mnist", "--out", str(tmp_path), "--members", "4", "--epochs", "2", "--train-limit", "100"])
     assert (seen["mnist"].members, seen["mnist"].epochs, seen["mnist"].train_limit) == (4, 2, 100)
+    assert seen["mnist"].calibrated and seen["mnist"].calibration_fraction == 0.1
+    cli.main(["reproduce", "mnist", "--out", str(tmp_path), "--no-calibrated", "--calibration-fraction", "0.2"])
+    assert not seen["mnist"].calibrated and seen["mnist"].calibration_fraction == 0.2
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "uci", "--splits", "0"])
 
