@@ -24,19 +24,21 @@ from jax import Array
 
 
 class CategoricalUncertainty(NamedTuple):
-    """Per-example uncertainty of a classifier ensemble, in nats; each ``(...)``."""
+    """Per-example uncertainty of a classifier ensemble, in nats; each ``(...)`` (float64 NumPy arrays
+    from the scikit-learn estimators)."""
 
-    total: Array
-    data: Array
-    knowledge: Array
+    total: Array | np.ndarray
+    data: Array | np.ndarray
+    knowledge: Array | np.ndarray
 
 
 class VarianceUncertainty(NamedTuple):
-    """Per-example variance decomposition of a regression ensemble, in squared target units."""
+    """Per-example variance decomposition of a regression ensemble, in squared target units (float64
+    NumPy arrays from the scikit-learn estimators)."""
 
-    total: Array
-    aleatoric: Array
-    epistemic: Array
+    total: Array | np.ndarray
+    aleatoric: Array | np.ndarray
+    epistemic: Array | np.ndarray
 
 
 # Rows of probabilities must sum to 1 within this (as in deepens.metrics), or within a few rounding errors
@@ -120,7 +122,7 @@ def _entropy(probs: Array, axis: int = -1) -> Array:
     return -jnp.sum(_plogp(probs), axis=axis)
 
 
-def categorical_uncertainty(member_probs: Array) -> CategoricalUncertainty:
+def categorical_uncertainty(member_probs: Array | np.ndarray) -> CategoricalUncertainty:
     """Total, data and knowledge uncertainty from the members' class probabilities.
 
     Args:

@@ -85,3 +85,14 @@ def test_evaluate_shift_refuses_pixels_outside_0_1(saved, images, tmp_path, caps
     np.savez(tmp_path / "bytes.npz", images=(255 * x[:10]).astype(np.uint8), labels=labels[:10])
     assert cli.main(["evaluate", str(root / "model"), str(tmp_path / "bytes.npz"), "--shift", "rotate"]) == 2
     assert "divide 8-bit images by 255" in capsys.readouterr().err
+
+
+def test_read_images_from_a_table_gives_the_pixels_and_labels(tmp_path) -> None:
+    from deepens.cli.shift import read_images
+
+    path = tmp_path / "images.csv"
+    path.write_text("p0,p1,y\n0.25,0.5,3\n1.0,0.0,7\n")
+    images, labels = read_images(path, "y")
+    assert images.dtype == np.float32
+    np.testing.assert_array_equal(images, [[0.25, 0.5], [1.0, 0.0]])
+    np.testing.assert_array_equal(labels, [3, 7])

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from deepens.cli.common import CommandError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KINDS = ("rotate", "translate", "corrupt")
 
@@ -56,7 +59,7 @@ def read_images(path: str | Path, target: str | None) -> tuple[Any, Any]:
         frame = tables.read_table(path)
         tables.require_columns(frame, [target], "target", str(path))
         pixels = tables.feature_columns(frame, [target], str(path))
-        images, labels = tables.features(frame, pixels), tables.labels(frame[target])
+        images, labels = tables.features(frame, pixels).to_numpy(), tables.labels(cast("pd.Series", frame[target]))
     if len(images) != len(labels) or len(images) == 0:
         raise CommandError(f"{path}: {len(images)} images but {len(labels)} labels")
     images = images.astype(np.float32)

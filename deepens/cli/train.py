@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from deepens.cli.common import (
     CommandError,
@@ -16,6 +16,9 @@ from deepens.cli.common import (
     _say,
     checkpoint_dir_for,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _fraction(text: str) -> float:
@@ -50,7 +53,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.task:
         task, reason = args.task, "as given by --task"
     else:
-        task, reason = tables.infer_task(frame[args.target])
+        task, reason = tables.infer_task(cast("pd.Series", frame[args.target]))
         reason += "; override with --task"
     frame, dropped = tables.drop_unusable(frame, [*feature_names, args.target], args.drop_missing, source)
     x = tables.features(frame, feature_names)
@@ -74,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
             raise CommandError("--loss brier is for classification; regression trains on nll (default) or beta_nll")
         if args.calibration == "temperature":
             raise CommandError("--calibration temperature is for classification; regression takes conformal or scale")
-        y = tables.regression_target(frame[args.target], source)
+        y = tables.regression_target(cast("pd.Series", frame[args.target]), source)
         estimator: Any = DeepEnsembleRegressor(head=args.head, loss=args.loss, **settings)
     else:
         if args.head != "gaussian":
@@ -83,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
             raise CommandError("--loss beta_nll is for regression (a Gaussian head); classification takes nll or brier")
         if args.calibration in ("conformal", "scale"):
             raise CommandError(f"--calibration {args.calibration} is for regression; classification takes temperature")
-        y = tables.labels(frame[args.target])
+        y = tables.labels(cast("pd.Series", frame[args.target]))
         estimator = DeepEnsembleClassifier(loss=args.loss, **settings)
     estimator._check_params()  # bad settings fail here, before any note is printed
     # All input is checked: from here on, notes and the progress bar.

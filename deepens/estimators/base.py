@@ -22,6 +22,7 @@ from deepens.cache import enable_compilation_cache
 from deepens.config import TrainConfig
 from deepens.ensemble import Ensemble
 from deepens.heads import get_head
+from deepens.methods import Method
 from deepens.models import ACTIVATIONS, MLP, FlaxModel
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit as fit_ensemble
@@ -75,7 +76,7 @@ class DeepEnsembleBase(BaseEstimator):
     clip_norm: float | str | None
     calibration: str | None
     calibration_fraction: float
-    method: str
+    method: str | Method
     input_repetition: float
     batch_repetition: int
     random_state: int | np.random.RandomState | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +122,10 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
             log_probs = self._raw_log_proba(self._distribution(X_cal))
             self.calibration_ = calib.Calibration("temperature", calib.fit_temperature(log_probs, encoded_cal))
         return self
+
+    def _distribution(self, X: Any) -> ClassificationPrediction:
+        # A categorical head always gives a ClassificationPrediction.
+        return cast(ClassificationPrediction, super()._distribution(X))
 
     @staticmethod
     def _raw_log_proba(prediction: ClassificationPrediction) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.base import RegressorMixin
@@ -164,6 +164,10 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
                 0.9,
             )
         return self
+
+    def _distribution(self, X: Any) -> RegressionPrediction:
+        # A regression head (gaussian, laplace, student_t or point) always gives a RegressionPrediction.
+        return cast(RegressionPrediction, super()._distribution(X))
 
     def _stretch(self) -> float:
         """The factor the calibration stretches the mixture by about its mean (1 when uncalibrated)."""

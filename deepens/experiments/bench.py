@@ -169,7 +169,7 @@ def compare_methods(workload: Workload, members: int, x: np.ndarray, y: np.ndarr
         ("mimo", "mimo", members),
         ("batchensemble", "batchensemble", members),
     ):
-        kwargs = dict(members=m, method=method, devices=1, **workload.fit_kwargs())
+        kwargs: dict[str, Any] = dict(members=m, method=method, devices=1, **workload.fit_kwargs())
         first = deepens.fit(x, y, seed=0, **kwargs)
         second = deepens.fit(x, y, seed=1, **kwargs)
         assert first.timings is not None and second.timings is not None

@@ -17,18 +17,20 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
-from scipy.spatial import cKDTree
+from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]  # compiled _ckdtree, no stub
 
 from deepens import plots
 from deepens.adversarial import FGSM
 from deepens.data import toy
 from deepens.ensemble import Ensemble
 from deepens.io import write_json
+from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit
 
 
@@ -125,8 +127,8 @@ def regression(settings: Settings, out: Path) -> tuple[list[dict[str, Any]], dic
                 seed=settings.seed,
                 progress=False,
             )
-            prediction = ensemble.predict(x_test)
-            nll = float(np.mean(prediction.nll(y_test)))
+            prediction = cast(RegressionPrediction, ensemble.predict(x_test))  # a regression head
+            nll = float(np.mean(prediction.nll(jnp.asarray(y_test))))
             rmse = float(np.sqrt(np.mean((np.asarray(prediction.mean) - y_test) ** 2)))
             records.append(_record("regression", head, run, ensemble, nll=nll, rmse=rmse))
             histories[f"{head}, {run.label}"] = ensemble.history
@@ -171,7 +173,7 @@ def knowledge_far_near(ensemble: Ensemble, x: np.ndarray, resolution: int = 60) 
     the members disagree more away from the data, as they should."""
     _, _, points = plots.grid_over(x, resolution, 0.5)
     distance = cKDTree(x).query(points)[0]
-    knowledge = np.asarray(ensemble.predict(points).uncertainty.knowledge)
+    knowledge = np.asarray(cast(ClassificationPrediction, ensemble.predict(points)).uncertainty.knowledge)
     far, near = knowledge[distance > 0.5], knowledge[distance < 0.1]
     return float(np.mean(far) / max(np.mean(near), 1e-12)) if len(far) and len(near) else float("nan")
 
@@ -211,8 +213,8 @@ def _classification_run(
         devices=_devices(run),
         **options,
     )
-    prediction = ensemble.predict(x_test)
-    nll = float(np.mean(prediction.nll(y_test)))
+    prediction = cast(ClassificationPrediction, ensemble.predict(x_test))  # a categorical head
+    nll = float(np.mean(prediction.nll(jnp.asarray(y_test))))
     accuracy = float(np.mean(np.asarray(prediction.label) == y_test))
     _, _, grid = plots.grid_over(x, 150, 0.5)  # the figure's grid: 22,500 points
     record = _record(

@@ -57,7 +57,9 @@ def uci_figure(results: Mapping[str, Mapping[str, Any]]) -> Figure:
                 if values[m] is not None
                 for sign in (-1, 1)
             ]
-            proper += [published[m][2 if key == "nll" else 0] for m in in_range if published[m] is not None]
+            proper += [
+                (entry[2] if key == "nll" else entry[0]) for m in in_range if (entry := published[m]) is not None
+            ]
             low, high = (min(proper), max(proper)) if proper else (0.0, 1.0)
             pad = 0.25 * (high - low or 1.0)
             for i, m in enumerate(methods):
@@ -75,8 +77,8 @@ def uci_figure(results: Mapping[str, Mapping[str, Any]]) -> Figure:
                         fontsize=7,
                         arrowprops={"arrowstyle": "->"},
                     )
-                if published[m] is not None:
-                    ref = published[m][2 if key == "nll" else 0]
+                if (entry := published[m]) is not None:
+                    ref = entry[2] if key == "nll" else entry[0]
                     if ref <= high + pad:
                         ax.plot([i], [ref], "kx", markersize=8)
             ax.set_ylim(low - pad, high + pad)

@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -48,7 +48,7 @@ from deepens.experiments import mnist as mnist_experiment
 from deepens.experiments import uci as uci_experiment
 from deepens.io import write_json
 from deepens.models import MLP
-from deepens.prediction import ClassificationPrediction
+from deepens.prediction import ClassificationPrediction, RegressionPrediction
 from deepens.train import fit
 
 BENCHMARKS = ("mnist", "uci")
@@ -219,6 +219,7 @@ def run_uci_dataset(dataset: uci_data.UCIDataset, settings: Settings) -> dict[st
     results: dict[str, Any] = {}
     for name, method, members in settings.methods():
         per_split: dict[str, list[float]] = {}
+        ensemble = None
         for x, y, x_test, y_test, sy in zip(data.x_train, data.y_train, data.x_test, data.y_test, data.y_scaler):
             ensemble = fit(
                 x,
@@ -235,7 +236,7 @@ def run_uci_dataset(dataset: uci_data.UCIDataset, settings: Settings) -> dict[st
                 devices=_devices(settings, method, members),
                 progress=False,
             )
-            prediction = ensemble.predict(x_test)
+            prediction = cast(RegressionPrediction, ensemble.predict(x_test))  # a gaussian head
             scores = metrics.evaluate(prediction, y_test, target_shift=sy.mean, target_scale=sy.std)
             residuals = np.asarray(prediction.member_means).reshape(members, len(x_test)) - sy.transform(y_test)[None]
             cost = _cost(ensemble, x_test)
@@ -248,6 +249,8 @@ def run_uci_dataset(dataset: uci_data.UCIDataset, settings: Settings) -> dict[st
             ):
                 if value is not None:
                     per_split.setdefault(key, []).append(float(value))
+        if ensemble is None:
+            raise ValueError(f"{dataset.name}: no train/test splits to run {name} on")
         entry: dict[str, Any] = {
             "method": method,
             "members": members,
