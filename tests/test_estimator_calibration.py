@@ -156,3 +156,21 @@ def test_early_stopping_on_the_calibration_rows():
         DeepEnsembleClassifier(early_stopping=True, patience=0, **settings).fit(x, y > 0)
     classifier = DeepEnsembleClassifier(early_stopping=True, patience=3, **settings).fit(x, y > 0)
     assert classifier.calibration_.kind == "temperature" and classifier.ensemble_.history.shape[0] <= 40
+
+
+@pytest.mark.parametrize("estimator", [DeepEnsembleRegressor, DeepEnsembleClassifier])
+def test_fitting_a_dataframe_with_calibration_warns_nothing(estimator):
+    # The held-out rows are scored as the arrays fit already checked; checked again as new data they made
+    # scikit-learn warn "X does not have valid feature names" on every `deepens train`.
+    import warnings
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
+    y = frame["a"].to_numpy() if estimator is DeepEnsembleRegressor else (frame["a"] > 0).astype(int).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = estimator(**{**FAST, "epochs": 2}).fit(frame, y)
+        model.predict(frame)
+    assert model.calibration_ is not None

@@ -233,11 +233,19 @@ class DeepEnsembleBase(BaseEstimator):
         x = self._standardised_x(X)  # first: it raises NotFittedError before ensemble_ is touched
         return self.ensemble_.predict(x)
 
+    def _held_out_distribution(self, X: np.ndarray) -> RegressionPrediction | ClassificationPrediction:
+        """:meth:`_distribution` of rows ``fit`` has already validated (its held-out calibration rows, an
+        array ``(N, D)``): checking them again as new data would warn that they have no feature names."""
+        return self.ensemble_.predict(self._standardise(X))
+
     def _standardised_x(self, X: Any) -> np.ndarray:
         """Check ``X`` against the training data and standardise it: float32 ``(N, D)``."""
         check_is_fitted(self, "ensemble_")
         X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite=False)
         validation.features(X, name="X", square_safe=False)
+        return self._standardise(X)
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
         return validation.standardised((X - self.x_mean_) / self.x_scale_, name="X")  # refuses rows too far out
 
     # ---- training --------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class DeepEnsembleClassifier(ClassifierMixin, DeepEnsembleBase):
         self._train(x, encoded.astype(np.int32), len(self.classes_), checkpoint_dir, checkpoint_every, resume, stopping)
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
-            log_probs = self._raw_log_proba(self._distribution(X_cal))
+            log_probs = self._raw_log_proba(cast(ClassificationPrediction, self._held_out_distribution(X_cal)))
             self.calibration_ = calib.Calibration("temperature", calib.fit_temperature(log_probs, encoded_cal))
         return self
 

@@ -155,7 +155,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         )
         self.calibration_, self.calibration_scores_ = None, None
         if kind is not None:
-            prediction = self._distribution(X_cal)
+            prediction = cast(RegressionPrediction, self._held_out_distribution(X_cal))
             self.calibration_, self.calibration_scores_ = calib.fit_regression(
                 self._standardised_y(y_cal, len(y_cal)),
                 np.asarray(prediction.mean, np.float64),
