@@ -31,6 +31,7 @@ from deepens.checkpoint import Checkpoint
 from deepens.ensemble import Timings
 from deepens.heads import Head
 from deepens.methods import Method
+from deepens.methods.base import compiler_options
 from deepens.methods.ensemble import DeepEnsemble
 from deepens.models import Model
 
@@ -236,19 +237,6 @@ def _draw_order(
 ) -> np.ndarray:
     """Row order ``(M, E, S, B)`` int32 (see :meth:`deepens.methods.ensemble.DeepEnsemble.draw_order`)."""
     return DeepEnsemble().draw_order(seed, member_ids, epochs, n, steps, batch_size)  # methods seam
-
-
-# XLA:CPU options for the training program: no YNNPACK library fusions (the empty list). This jaxlib
-# sends reductions and elementwise ops to YNNPACK by default, which runs a batch-axis reduction such as
-# BatchEnsemble's fast-weight gradients (sum over B of a (B, k, W) product) several times slower than
-# XLA's own loops: profiled on w2, two such fusions took 0.45 ms of BatchEnsemble's 1.1 ms step, and the
-# whole training took 3x less CPU time without them (deep ensemble and MIMO unchanged or faster).
-CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-def compiler_options() -> dict[str, Any]:
-    """Options for compiling a training or prediction program on the default backend."""
-    return CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
 
 
 def _compiled(program: Program, *args: Any) -> tuple[Callable, float]:

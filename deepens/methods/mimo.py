@@ -26,7 +26,6 @@ Batch construction (:meth:`MIMO.draw_order`), for network ``g`` and epoch ``e``,
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens.methods.base import Method, register_method
+from deepens.methods.base import Method, jit_for_backend, register_method
 from deepens.models import MLP, FlaxModel, Model
 
 
@@ -82,13 +81,15 @@ class MIMONetwork(Model):
         return outputs.reshape(x.shape[0], self.members, -1), state
 
 
-@functools.partial(jax.jit, static_argnames=("model", "k"))
-def slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Array) -> Array:
+def _slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Array) -> Array:
     """Tile ``x`` ``(N, D)`` into every slot, apply each network: ``(G * k, N, O)``, network-major."""
     tiled = jnp.repeat(x[:, None], k, axis=1)
     outputs = jax.vmap(lambda p, s: model.apply(p, s, tiled, False)[0])(params, state)  # (G, N, k, O)
     g, n = outputs.shape[:2]
     return jnp.swapaxes(outputs, 1, 2).reshape(g * k, n, outputs.shape[-1])
+
+
+slotted_member_outputs = jit_for_backend(_slotted_member_outputs, static_argnames=("model", "k"))
 
 
 def _folded_leaf(network: MIMONetwork, input_width: int) -> tuple[Any, tuple[int, ...]] | None:
@@ -113,8 +114,7 @@ def _folded_leaf(network: MIMONetwork, input_width: int) -> tuple[Any, tuple[int
     return tree, (differ[0],)
 
 
-@functools.partial(jax.jit, static_argnames=("network", "where"))
-def folded_member_outputs(
+def _folded_member_outputs(
     network: MIMONetwork, where: tuple[Any, tuple[int, ...]], params: Any, state: Any, x: Array
 ) -> Array:
     """MIMO's members on ``x`` ``(N, D)``, as :func:`slotted_member_outputs` but without tiling: with the
@@ -131,6 +131,9 @@ def folded_member_outputs(
     outputs = jax.vmap(lambda p, s: trunk.apply(p, s, x, False)[0])(folded, state)  # (G, N, k * O)
     g, n = outputs.shape[:2]
     return jnp.swapaxes(outputs.reshape(g, n, k, -1), 1, 2).reshape(g * k, n, -1)
+
+
+folded_member_outputs = jit_for_backend(_folded_member_outputs, static_argnames=("network", "where"))
 
 
 @dataclasses.dataclass(frozen=True)
