@@ -166,7 +166,7 @@ def _member_epochs(
     def step(carry, inputs):
         params, state, opt_state = carry
         index, batch_weights, step_id = inputs
-        xb, yb = (x, y) if index is None else (x[index], y[index])
+        xb, yb = (x, y) if index is None else (program.method.take(x, index), program.method.take(y, index))
         step_key = jax.random.fold_in(key, step_id)
         (loss, state), grads = jax.value_and_grad(
             lambda p: _batch_objective(program, p, state, xb, yb, batch_weights, scale, step_key, eps), has_aux=True

@@ -98,6 +98,10 @@ class Method:
         """Row indices ``(G, E, S, B)`` (or ``(G, E, S, B, slots)``) int32, drawn on the host."""
         raise NotImplementedError
 
+    def take(self, data: Array, index: Array) -> Array:
+        """One batch of ``data`` ``(N, ...)``: ``data[index]``, ``(B, ...)`` or ``(B, slots, ...)``."""
+        return data[index]
+
     def reduce_slots(self, per_example: Array) -> Array:
         """Per-example loss ``(B, slots)`` -> ``(B,)``; the identity for methods without slots."""
         return per_example

@@ -111,6 +111,12 @@ class BatchEnsemble(SlottedMethod):
         order = permutation_order(seed, network_ids, epochs, n, steps, batch_size)
         return np.repeat(order[..., None], int(self.members), axis=-1)
 
+    def take(self, data: Array, index: Array) -> Array:
+        """Every slot holds the same row: gather ``B`` rows once and broadcast them over the ``k`` slots
+        (``(B, k, ...)``, equal to ``data[index]``) rather than gathering ``B * k`` rows."""
+        rows = data[index[:, :1]]  # (B, 1, ...)
+        return jnp.broadcast_to(rows, (*index.shape, *data.shape[1:]))
+
     def reduce_slots(self, per_example: Array) -> Array:
         """The mean of the members' losses, ``(B, k) -> (B,)``."""
         return jnp.mean(per_example, axis=-1)

@@ -26,6 +26,7 @@ Batch construction (:meth:`MIMO.draw_order`), for network ``g`` and epoch ``e``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,7 @@ def _slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Ar
 slotted_member_outputs = jit_for_backend(_slotted_member_outputs, static_argnames=("model", "k"))
 
 
+@functools.lru_cache(maxsize=64)  # traced shapes only, but tracing costs milliseconds per prediction
 def _folded_leaf(network: MIMONetwork, input_width: int) -> tuple[Any, tuple[int, ...]] | None:
     """Where the widened input layer sits in the network's parameters: ``(treedef, index of the leaf)``
     found by comparing the widened trunk's parameter shapes with those of the same trunk on width ``D``
