@@ -33,12 +33,12 @@ from deepens.models import Model
 
 LossFn = Callable[[Array, Array], Array]
 
-# XLA:CPU options for the compiled training and prediction programs: no YNNPACK library fusions (the
-# empty list). This jaxlib sends reductions and elementwise ops to YNNPACK by default, which runs a
+# XLA:CPU options for the compiled training and prediction programs of MIMO and BatchEnsemble: no YNNPACK
+# library fusions (the empty list). This jaxlib sends reductions and elementwise ops to YNNPACK by default, which runs a
 # batch-axis reduction such as BatchEnsemble's fast-weight gradients (sum over B of a (B, k, W) product)
 # several times slower than XLA's own loops: profiled on w2, two such fusions took 0.45 ms of
-# BatchEnsemble's 1.1 ms step, and its training took 3x less CPU time without them (the deep ensemble's and
-# MIMO's unchanged or faster). Dots are not YNNPACK fusions by default and are unaffected.
+# BatchEnsemble's 1.1 ms step, and its training took 3x less CPU time without them. Dots are not YNNPACK
+# fusions by default and are unaffected.
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
