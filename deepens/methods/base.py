@@ -33,7 +33,7 @@ from deepens.models import Model
 
 LossFn = Callable[[Array, Array], Array]
 
-# XLA:CPU options for the compiled training and prediction programs of MIMO and BatchEnsemble: no YNNPACK
+# XLA:CPU options for BatchEnsemble's training program and the slotted prediction programs: no YNNPACK
 # library fusions (the empty list). This jaxlib sends reductions and elementwise ops to YNNPACK by default, which runs a
 # batch-axis reduction such as BatchEnsemble's fast-weight gradients (sum over B of a (B, k, W) product)
 # several times slower than XLA's own loops: profiled on w2, two such fusions took 0.45 ms of
@@ -97,6 +97,10 @@ class Method:
     ) -> np.ndarray:
         """Row indices ``(G, E, S, B)`` (or ``(G, E, S, B, slots)``) int32, drawn on the host."""
         raise NotImplementedError
+
+    def compiler_options(self) -> dict[str, Any]:
+        """XLA options for compiling this method's training program (none by default)."""
+        return {}
 
     def take(self, data: Array, index: Array) -> Array:
         """One batch of ``data`` ``(N, ...)``: ``data[index]``, ``(B, ...)`` or ``(B, slots, ...)``."""

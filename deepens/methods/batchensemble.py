@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens.methods.base import register_method
+from deepens.methods.base import compiler_options, register_method
 from deepens.methods.ensemble import permutation_order
 from deepens.methods.mimo import SlottedMethod, widenable_mlp
 from deepens.models import ACTIVATIONS, FlaxModel, Model
@@ -110,6 +110,10 @@ class BatchEnsemble(SlottedMethod):
         """Row indices ``(G, E, S, B, k)``: network ``g``'s deep-ensemble permutation in every slot."""
         order = permutation_order(seed, network_ids, epochs, n, steps, batch_size)
         return np.repeat(order[..., None], int(self.members), axis=-1)
+
+    def compiler_options(self) -> dict[str, Any]:
+        """No YNNPACK fusions on a CPU (see :data:`deepens.methods.base.CPU_COMPILER_OPTIONS`)."""
+        return compiler_options()
 
     def take(self, data: Array, index: Array) -> Array:
         """Every slot holds the same row: gather ``B`` rows once and broadcast them over the ``k`` slots
