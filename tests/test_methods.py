@@ -12,6 +12,7 @@ from deepens import program as program_module
 from deepens.data.toy import spirals
 from deepens.heads import Categorical, Gaussian
 from deepens.methods import MIMO, BatchEnsemble, DeepEnsemble, get_method
+from deepens.methods import mimo as mimo_module
 from deepens.methods.ensemble import permutation_order
 from deepens.models import MLP, FlaxModel, as_model
 from deepens.prediction import ClassificationPrediction, RegressionPrediction
@@ -192,8 +193,12 @@ def test_member_outputs_shapes_and_order(method):
     out = method.member_outputs(net, stacked, _stack(state, 2), x)
     assert out.shape == (6, 5, 2)
     single, _ = net.apply(params, state, jnp.repeat(x[:, None], 3, axis=1), False)
-    for m in range(3):
-        np.testing.assert_allclose(out[m], single[:, m], rtol=1e-6)
+    for m in range(3):  # MIMO sums its input kernel's blocks instead of tiling x: float32 rounding apart
+        np.testing.assert_allclose(out[m], single[:, m], rtol=1e-6, atol=1e-6)
+    if isinstance(method, MIMO):  # the folded input layer is found in the parameters (not the tiled fallback)
+        assert mimo_module._folded_leaf(net, 3) is not None
+        wide = method.build(FlaxModel(MLP((9,), 2)), input_shape=(3,), outputs=2)  # a hidden width of k * D
+        assert mimo_module._folded_leaf(wide, 3) is not None
 
 
 def test_deep_ensemble_member_outputs():

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens.methods.base import register_method
+from deepens.methods.base import compiler_options, register_method
 from deepens.methods.ensemble import permutation_order
 from deepens.methods.mimo import SlottedMethod, widenable_mlp
 from deepens.models import ACTIVATIONS, FlaxModel, Model
@@ -110,6 +110,16 @@ class BatchEnsemble(SlottedMethod):
         """Row indices ``(G, E, S, B, k)``: network ``g``'s deep-ensemble permutation in every slot."""
         order = permutation_order(seed, network_ids, epochs, n, steps, batch_size)
         return np.repeat(order[..., None], int(self.members), axis=-1)
+
+    def compiler_options(self) -> dict[str, Any]:
+        """No YNNPACK fusions on a CPU (see :data:`deepens.methods.base.CPU_COMPILER_OPTIONS`)."""
+        return compiler_options()
+
+    def take(self, data: Array, index: Array) -> Array:
+        """Every slot holds the same row: gather ``B`` rows once and broadcast them over the ``k`` slots
+        (``(B, k, ...)``, equal to ``data[index]``) rather than gathering ``B * k`` rows."""
+        rows = data[index[:, :1]]  # (B, 1, ...)
+        return jnp.broadcast_to(rows, (*index.shape, *data.shape[1:]))
 
     def reduce_slots(self, per_example: Array) -> Array:
         """The mean of the members' losses, ``(B, k) -> (B,)``."""

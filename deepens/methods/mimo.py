@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens.methods.base import Method, register_method
+from deepens.methods.base import Method, jit_for_backend, register_method
 from deepens.models import MLP, FlaxModel, Model
 
 
@@ -82,13 +82,60 @@ class MIMONetwork(Model):
         return outputs.reshape(x.shape[0], self.members, -1), state
 
 
-@functools.partial(jax.jit, static_argnames=("model", "k"))
-def slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Array) -> Array:
+def _slotted_member_outputs(model: Model, k: int, params: Any, state: Any, x: Array) -> Array:
     """Tile ``x`` ``(N, D)`` into every slot, apply each network: ``(G * k, N, O)``, network-major."""
     tiled = jnp.repeat(x[:, None], k, axis=1)
     outputs = jax.vmap(lambda p, s: model.apply(p, s, tiled, False)[0])(params, state)  # (G, N, k, O)
     g, n = outputs.shape[:2]
     return jnp.swapaxes(outputs, 1, 2).reshape(g * k, n, outputs.shape[-1])
+
+
+slotted_member_outputs = jit_for_backend(_slotted_member_outputs, static_argnames=("model", "k"))
+
+
+@functools.lru_cache(maxsize=64)  # traced shapes only, but tracing costs milliseconds per prediction
+def _folded_leaf(network: MIMONetwork, input_width: int) -> tuple[Any, tuple[int, ...]] | None:
+    """Where the widened input layer sits in the network's parameters: ``(treedef, index of the leaf)``
+    found by comparing the widened trunk's parameter shapes with those of the same trunk on width ``D``
+    (exactly one leaf, ``(k * D, H)`` against ``(D, H)``), or None when the trees do not differ that way."""
+    x = jax.ShapeDtypeStruct((1, network.members * input_width), jnp.float32)
+    narrow_x = jax.ShapeDtypeStruct((1, input_width), jnp.float32)
+    key = jax.random.PRNGKey(0)
+    wide = jax.eval_shape(lambda: FlaxModel(network.trunk).init(key, jnp.zeros(x.shape, x.dtype))[0])
+    narrow = jax.eval_shape(lambda: FlaxModel(network.trunk).init(key, jnp.zeros(narrow_x.shape, x.dtype))[0])
+    wide_leaves, tree = jax.tree.flatten(wide)
+    narrow_leaves, narrow_tree = jax.tree.flatten(narrow)
+    if tree != narrow_tree:
+        return None
+    differ = [i for i, (a, b) in enumerate(zip(wide_leaves, narrow_leaves)) if a.shape != b.shape]
+    if len(differ) != 1:
+        return None
+    wide_shape, narrow_shape = wide_leaves[differ[0]].shape, narrow_leaves[differ[0]].shape
+    if len(wide_shape) != 2 or wide_shape != (network.members * narrow_shape[0], narrow_shape[1]):
+        return None
+    return tree, (differ[0],)
+
+
+def _folded_member_outputs(
+    network: MIMONetwork, where: tuple[Any, tuple[int, ...]], params: Any, state: Any, x: Array
+) -> Array:
+    """MIMO's members on ``x`` ``(N, D)``, as :func:`slotted_member_outputs` but without tiling: with the
+    same row in every slot the input layer ``[x, ..., x] @ [W_1; ...; W_k]`` equals ``x @ (W_1 + ... +
+    W_k)``, so the widened kernel is summed over its ``k`` blocks and the trunk reads ``x`` once (one
+    network's cost for that layer; equal to the tiled product up to float32 rounding)."""
+    _, (index,) = where
+    k = network.members
+    leaves, tree = jax.tree.flatten(params)
+    kernel = leaves[index]  # (G, k * D, H)
+    leaves[index] = kernel.reshape(kernel.shape[0], k, -1, kernel.shape[-1]).sum(axis=1)
+    folded = jax.tree.unflatten(tree, leaves)
+    trunk = FlaxModel(network.trunk)
+    outputs = jax.vmap(lambda p, s: trunk.apply(p, s, x, False)[0])(folded, state)  # (G, N, k * O)
+    g, n = outputs.shape[:2]
+    return jnp.swapaxes(outputs.reshape(g, n, k, -1), 1, 2).reshape(g * k, n, -1)
+
+
+folded_member_outputs = jit_for_backend(_folded_member_outputs, static_argnames=("network", "where"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +218,12 @@ class MIMO(SlottedMethod):
                 batches[:, :shared, :] = batches[:, :shared, :1]
                 order[g, e] = batches
         return order
+
+    def member_outputs(self, model: Model, params: Any, state: Any, x: Array) -> Array:
+        where = _folded_leaf(model, x.shape[-1]) if isinstance(model, MIMONetwork) and x.ndim == 2 else None
+        if where is None:
+            return super().member_outputs(model, params, state, x)
+        return folded_member_outputs(model, where, params, state, x)
 
     def reduce_slots(self, per_example: Array) -> Array:
         """The sum of the subnetworks' losses, ``(B, k) -> (B,)``."""
