@@ -42,9 +42,21 @@ LossFn = Callable[[Array, Array], Array]
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
+@functools.cache
+def _cpu_options_known() -> bool:
+    # Older (and perhaps later) jaxlibs have no YNNPACK and refuse an option they do not know ("No such
+    # compile option"); there the defaults already are XLA's own loops, so nothing is lost without it.
+    try:
+        jax.jit(lambda v: v + 1, compiler_options=CPU_COMPILER_OPTIONS)(np.zeros(1, np.float32))
+    except Exception:  # the error's type differs between jaxlib versions
+        return False
+    return True
+
+
 def compiler_options() -> dict[str, Any]:
-    """XLA options for compiling a program on the default backend (:data:`CPU_COMPILER_OPTIONS` on a CPU)."""
-    return CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
+    """XLA options for compiling a program on the default backend (:data:`CPU_COMPILER_OPTIONS` on a CPU
+    whose jaxlib knows them, else none)."""
+    return CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" and _cpu_options_known() else {}
 
 
 def jit_for_backend(fun: Callable, **jit_kwargs: Any) -> Callable:
@@ -54,7 +66,7 @@ def jit_for_backend(fun: Callable, **jit_kwargs: Any) -> Callable:
 
     @functools.wraps(fun)
     def call(*args: Any, **kwargs: Any) -> Any:
-        return (cpu if jax.default_backend() == "cpu" else plain)(*args, **kwargs)
+        return (cpu if compiler_options() else plain)(*args, **kwargs)
 
     return call
 
