@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from deepens import validation
 from deepens.calibration import (
     Calibration,
     _enough_rows,
     _finite,
     calibrated_interval,
-    check_level,
     fit_regression,
     fit_temperature,
     regression_scores,
@@ -177,7 +177,7 @@ def calibrate(ensemble: Any, x_cal: Any, y_cal: Any, method: str = "auto", *, le
     if kind not in allowed:
         what = "a classifier" if is_classifier else "a regression ensemble"
         raise ValueError(f"method for {what} must be 'auto' or one of {allowed}, got {method!r}")
-    check_level(level)
+    validation.level(level)
     x = _finite("x", x_cal, np.ndim(x_cal))
     _enough_rows(x.shape[0])
     prediction = ensemble.predict(x.astype(np.float32))

@@ -22,6 +22,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, ndtri
 
+from deepens import validation
+
 KINDS = ("temperature", "scale", "conformal")
 MIN_ROWS = 10
 
@@ -64,17 +66,6 @@ def _real_number(name: str, value: Any) -> float:
 def _enough_rows(n: int) -> None:
     if n < MIN_ROWS:
         raise ValueError(f"calibration needs at least {MIN_ROWS} rows, got {n}")
-
-
-def check_level(level: Any) -> float:
-    """``level`` as a float strictly inside (0, 1); ValueError otherwise."""
-    try:
-        value = float(level)
-    except (TypeError, ValueError):
-        raise ValueError(f"level must be a number in (0, 1), got {level!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"level must lie strictly inside (0, 1), got {level!r}")
-    return value
 
 
 def _positive_std(std: np.ndarray) -> None:
@@ -216,7 +207,7 @@ def conformal_quantile(scores: Any, level: float) -> float:
     finite interval guarantees the level. For a new exchangeable score ``S``,
     ``P(S <= q) >= level`` (and ``< level + 1/(n + 1)`` without ties).
     """
-    lvl = check_level(level)
+    lvl = validation.level(level)
     s = _finite("scores", scores, 1)
     n = s.shape[0]
     if n == 0:
@@ -276,7 +267,7 @@ class Calibration:
         if self.kind == "conformal":
             if self.level is None:
                 raise ValueError("a conformal calibration needs its level")
-            check_level(self.level)
+            validation.level(self.level)
             if not (self.value >= 0):  # +inf is allowed: too few rows for a finite interval
                 raise ValueError(f"conformal quantile must be >= 0, got {self.value!r}")
         else:
@@ -341,7 +332,7 @@ def fit_regression(y: Any, mean: Any, std: Any, kind: str, level: float = 0.9) -
         return Calibration("scale", fit_std_scale(y, mean, std)), None
     if kind != "conformal":
         raise ValueError(f"regression calibration must be 'scale' or 'conformal', got {kind!r}")
-    lvl = check_level(level)
+    lvl = validation.level(level)
     scores = np.sort(conformal_scores(y, mean, std))
     return Calibration("conformal", conformal_quantile(scores, lvl), lvl), scores
 
@@ -361,7 +352,7 @@ def calibrated_interval(
     ``"scale"``: it, stretched about the mean; ``"conformal"``: ``mean -/+ q std`` with ``q`` the conformal
     quantile of ``scores`` at ``level`` (``+/-inf`` when they are too few; without scores only the
     calibration's own level can be served)."""
-    lvl = check_level(level)
+    lvl = validation.level(level)
     m = np.asarray(mean, np.float64)
     if calibration is None or calibration.kind in ("temperature", "scale"):
         if mixture_interval is None:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens import distributions
+from deepens import distributions, validation
 from deepens.distributions import Distribution
 from deepens.heads import Head
 
@@ -133,23 +133,12 @@ class UniformMixture:
         """Central interval holding probability ``level``: ``(1 - level) / 2`` of the mass below ``lower``
         and as much above ``upper``. Both tails come from that small probability, never from
         ``(1 + level) / 2``, which rounds to 1 in float32 for levels within 6e-8 of 1."""
-        level = interval_level(level)
+        level = validation.level(level, name="interval level")
         tail = 0.5 * (1.0 - level)
         dtype = self._xp().result_type(self.members.mean)
         if not float(np.asarray(tail, dtype)) > 0.0:
             raise ValueError(f"interval level {level} leaves a tail probability {tail} that {dtype} cannot represent")
         return self.quantile(tail), self.upper_quantile(tail)
-
-
-def interval_level(level: Any) -> float:
-    """``level`` as a float strictly inside (0, 1), or a ValueError naming it (None and text included)."""
-    try:
-        value = float(level)
-    except (TypeError, ValueError):
-        raise ValueError(f"interval level must be a number in (0, 1), got {level!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"interval level must be in (0, 1), got {level!r}")
-    return value
 
 
 def mixture_cdf(head: Head, member_outputs: Array, y: Array) -> Array:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from deepens import distributions, mixture
+from deepens import distributions, mixture, validation
 from deepens.distributions import Distribution
 from deepens.heads import Categorical, Head
 from deepens.uncertainty import (
@@ -132,7 +132,7 @@ class RegressionPrediction:
 
     def interval(self, level: float = 0.95) -> tuple[Array, Array]:
         """Central interval holding probability ``level`` under the mixture: ``(lower, upper)``."""
-        return _interval(self.distribution, mixture.interval_level(level))
+        return _interval(self.distribution, validation.level(level, name="interval level"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -194,6 +194,18 @@ def _same_length(name: str, arr: np.ndarray, n: int) -> None:
         raise ValueError(f"x has {n} examples but {name} has {arr.shape[0]}; they must have the same length")
 
 
+def level(value: Any, *, name: str = "level") -> float:
+    """A probability ``value`` (an interval's or a calibration's level) as a float strictly inside (0, 1),
+    or a ValueError naming it (None and text included)."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}") from None
+    if not 0.0 < result < 1.0:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
+    return result
+
+
 def positive_int(name: str, value: Any) -> int:
     """``value`` as an int >= 1, or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

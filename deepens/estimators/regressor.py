@@ -208,7 +208,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         or, when calibrated (``calibration_``), ``mean -/+ q std`` with the split-conformal ``q`` of the
         held-out rows at this level (``+/-inf`` when they were too few for it), or the mixture's interval
         stretched about the mean by the fitted std factor (``"scale"``)."""
-        level = _level(level)
+        level = validation.level(level)
         _, lower, upper = self._calibrated(self._distribution(X), level)
         return self._to_user(lower), self._to_user(upper)
 
@@ -227,7 +227,7 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         """Everything ``predict``, ``predict_interval`` and ``predict_uncertainty`` give, from one pass of the
         members over ``X``: ``mean``, ``std``, ``lower``, ``upper`` (the central ``level`` interval),
         ``aleatoric_std`` and ``epistemic_std``, each ``(N,)`` (``(N, T)`` for 2-D targets), in y's units."""
-        level = _level(level)
+        level = validation.level(level)
         prediction = self._distribution(X)
         std, lower, upper = self._calibrated(prediction, level)
         u, factor = prediction.uncertainty, self._stretch()
@@ -324,14 +324,3 @@ class DeepEnsembleRegressor(RegressorMixin, DeepEnsembleBase):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
-
-
-def _level(level: Any) -> float:
-    """``level`` as a float strictly inside (0, 1), or a ValueError naming it."""
-    try:
-        value = float(level)
-    except (TypeError, ValueError):
-        raise ValueError(f"level must be a number strictly between 0 and 1, got {level!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
-    return value
