@@ -31,6 +31,7 @@ import optax
 from deepens import metrics
 from deepens.adversarial import FGSM
 from deepens.data import mnist as mnist_data
+from deepens.ensemble import Ensemble
 from deepens.experiments import figures, mnist_calibration, paper
 from deepens.io import write_json
 from deepens.models import MLP
@@ -145,6 +146,16 @@ def _paper_columns(results: dict[str, Any]) -> dict[str, dict[str, dict[str, flo
     return {v: r for v, r in results.items() if v in VARIANTS}
 
 
+def _timings(ensemble: Ensemble, evaluate_began: float) -> dict[str, float]:
+    """Compile, train and (since ``evaluate_began``, a ``perf_counter`` reading) evaluate seconds of a fit."""
+    assert ensemble.timings is not None  # fit always records them
+    return {
+        "compile_seconds": round(ensemble.timings.compile_s, 2),
+        "train_seconds": round(ensemble.timings.train_s, 2),
+        "evaluate_seconds": round(time.perf_counter() - evaluate_began, 2),
+    }
+
+
 def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) -> dict[str, Any]:
     """Train, score and draw; write ``mnist.json``, ``mnist_run.json``, ``mnist.md`` and the figures."""
     from rich.console import Console
@@ -206,12 +217,7 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
             diagrams[f"{variant}, M = {m}"] = metrics.reliability_diagram(
                 y_test, np.asarray(ClassificationPrediction(outputs[:m]).probs, np.float64)
             )
-        assert ensemble.timings is not None
-        timings[variant] = {
-            "compile_seconds": round(ensemble.timings.compile_s, 2),
-            "train_seconds": round(ensemble.timings.train_s, 2),
-            "evaluate_seconds": round(time.perf_counter() - begin, 2),
-        }
+        timings[variant] = _timings(ensemble, begin)
         final = results[variant][str(settings.members)]
         console.print(
             f"{variant}: M = {settings.members}: error {100 * final['error']:.2f}%, NLL {final['nll']:.4f}, "
@@ -239,12 +245,7 @@ def run(out: str | Path, settings: Settings = Settings(), *, echo: bool = True) 
                 {name: np.asarray(ensemble.member_outputs(s.features())) for name, s in ood_sets.items()},
                 sorted({1, settings.members}),
             )
-            assert ensemble.timings is not None
-            timings[f"{variant}_calibrated"] = {
-                "compile_seconds": round(ensemble.timings.compile_s, 2),
-                "train_seconds": round(ensemble.timings.train_s, 2),
-                "evaluate_seconds": round(time.perf_counter() - begin, 2),
-            }
+            timings[f"{variant}_calibrated"] = _timings(ensemble, begin)
             last = calibrated[variant][str(settings.members)]
             console.print(
                 f"{variant}, held-out rows: M = {settings.members}: T = {last['temperature']:.3f}, NLL "
